@@ -1,0 +1,132 @@
+"""Metric maths against hand-computed cases (docs/evaluation.md has the definitions)."""
+
+import math
+
+import pytest
+
+from training.evaluation import metrics as m
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "lo", "hi"),
+    [
+        (8, 10, 0.4902, 0.9433),  # textbook example: Wilson (1927), Newcombe (1998) table I
+        (0, 10, 0.0, 0.2775),  # the Wald interval would collapse to [0, 0] here
+        (10, 10, 0.7225, 1.0),
+        (1, 2, 0.0945, 0.9055),
+        (50, 100, 0.4038, 0.5962),
+    ],
+)
+def test_wilson_interval_matches_hand_computed(successes, n, lo, hi):
+    got = m.wilson_interval(successes, n)
+    assert got == pytest.approx((lo, hi), abs=1e-4)
+
+
+def test_wilson_interval_edge_cases():
+    assert all(math.isnan(x) for x in m.wilson_interval(0, 0))
+    with pytest.raises(ValueError, match="successes <= n"):
+        m.wilson_interval(3, 2)
+
+
+def test_pass_hat_k_and_pass_at_k_one_task():
+    # n=4 samples, c=2 successes.  pass^k = C(2,k)/C(4,k); pass@k = 1 - C(2,k)/C(4,k).
+    assert m.pass_hat_k(4, 2, 1) == pytest.approx(0.5)
+    assert m.pass_hat_k(4, 2, 2) == pytest.approx(1 / 6)
+    assert m.pass_hat_k(4, 2, 3) == 0.0
+    assert m.pass_at_k(4, 2, 1) == pytest.approx(0.5)
+    assert m.pass_at_k(4, 2, 2) == pytest.approx(5 / 6)
+    assert m.pass_at_k(4, 2, 3) == 1.0
+    # all succeed / none succeed
+    assert m.pass_hat_k(5, 5, 5) == 1.0
+    assert m.pass_at_k(5, 0, 5) == 0.0
+    with pytest.raises(ValueError, match="k <= n"):
+        m.pass_hat_k(3, 1, 4)
+
+
+def test_pass_hat_k_is_unbiased_for_all_k_samples_succeeding():
+    # Enumerate every k-subset of the 4 samples [1, 1, 0, 1]: pass^2 = fraction of pairs that both succeed.
+    from itertools import combinations
+
+    samples = [1, 1, 0, 1]
+    pairs = list(combinations(samples, 2))
+    assert m.pass_hat_k(4, 3, 2) == pytest.approx(sum(a and b for a, b in pairs) / len(pairs))
+    assert m.pass_at_k(4, 3, 2) == pytest.approx(sum(a or b for a, b in pairs) / len(pairs))
+
+
+def test_curves_average_over_tasks_and_stop_at_smallest_n():
+    counts = [(4, 4), (4, 2)]
+    assert m.pass_hat_k_curve(counts) == pytest.approx({1: 0.75, 2: 7 / 12, 3: 0.5, 4: 0.5})
+    assert m.pass_at_k_curve(counts) == pytest.approx({1: 0.75, 2: 11 / 12, 3: 1.0, 4: 1.0})
+    assert list(m.pass_hat_k_curve([(4, 1), (2, 1)])) == [1, 2]
+    assert m.pass_hat_k_curve([]) == {}
+
+
+def _step(turn, tool, ok=True):
+    return {"turn": turn, "tool": tool, "ok": ok}
+
+
+def test_recovery_turns_definition():
+    steps = [_step(1, "read"), _step(2, "write", ok=False), _step(3, "read"), _step(4, "write", ok=False),
+             _step(5, "write")]
+    # fault fired at turn 2 on write: first later successful write is turn 5 -> 3 turns
+    assert m.recovery_turns(steps, {"kind": "transient_error", "turn": 2, "tool": "write"}) == 3
+    # a fault that names no tool is recovered by the next successful call of any tool
+    assert m.recovery_turns(steps, {"kind": "concurrent_edit", "turn": 2, "tool": None}) == 1
+    # seeded error: counted from turn 0
+    assert m.recovery_turns(steps, {"kind": "seeded_error", "turn": 0}) == 1
+    # never recovered
+    assert m.recovery_turns(steps, {"kind": "rate_limit", "turn": 5, "tool": "write"}) is None
+
+
+def _episode(success, faults=(), steps=(), task=0, required=2, turns=3, invalid=0, tokens=10, fault_kind="all"):
+    return {"env_id": "e", "split": "heldout", "fault_kind": fault_kind, "task_seed": task, "sample": 0,
+            "success": success, "score": 1.0 if success else 0.25, "required_steps": required, "turns": turns,
+            "invalid_actions": invalid, "generated_tokens": tokens, "faults": list(faults), "steps": list(steps)}
+
+
+def test_recovery_stats_success_among_faulted_episodes_per_kind():
+    steps = [_step(1, "w", ok=False), _step(2, "w")]
+    t = {"kind": "transient_error", "turn": 1, "tool": "w"}
+    r = {"kind": "rate_limit", "turn": 1, "tool": "w"}
+    eps = [
+        _episode(True, [t], steps),
+        _episode(False, [t, t], [_step(1, "w", ok=False)]),  # two faults of one kind: one episode, two faults
+        _episode(True, [r], steps),
+        _episode(True),  # no fault: not part of any recovery rate
+    ]
+    stats = m.recovery_stats(eps)
+    assert set(stats) == {"transient_error", "rate_limit"}
+    te = stats["transient_error"]
+    assert (te["episodes_with_fault"], te["recovered_episodes"], te["recovery_rate"]) == (2, 1, 0.5)
+    assert te["faults_fired"] == 3 and te["unrecovered_faults"] == 2 and te["mean_turns_to_recover"] == 1.0
+    assert te["recovery_rate_ci95"] == pytest.approx(m.wilson_interval(1, 2))
+    assert stats["rate_limit"]["recovery_rate"] == 1.0
+
+
+def test_summarize_group_counts_tokens_turns_and_invalid_actions():
+    eps = [
+        _episode(True, task=0, turns=4, invalid=1, tokens=40, required=2),
+        _episode(False, task=0, turns=6, invalid=3, tokens=60, required=2),
+        _episode(True, task=1, turns=2, invalid=0, tokens=20, required=5),
+        _episode(True, task=1, turns=4, invalid=0, tokens=40, required=5),
+    ]
+    s = m.summarize_group(eps)
+    assert (s["episodes"], s["tasks"], s["successes"]) == (4, 2, 3)
+    assert s["success_rate"] == 0.75
+    assert s["mean_score"] == pytest.approx((3 + 0.25) / 4)
+    assert s["pass_hat_k"] == pytest.approx({1: 0.75, 2: 0.5})
+    assert s["invalid_action_rate"] == pytest.approx(4 / 16)
+    assert s["mean_turns"] == 4.0
+    assert s["tokens_per_episode"] == 40.0
+    assert s["tokens_per_success"] == pytest.approx(160 / 3)
+    curve = s["success_by_required_steps"]
+    assert curve[2]["success_rate"] == 0.5 and curve[5]["success_rate"] == 1.0 and curve[5]["n"] == 2
+
+
+def test_summarize_groups_by_env_split_fault_kind():
+    eps = [_episode(True, fault_kind="none"), _episode(False, fault_kind="all"), _episode(True, fault_kind="all")]
+    rows = m.summarize(eps)
+    assert [(r["fault_kind"], r["episodes"]) for r in rows] == [("all", 2), ("none", 1)]
+    assert rows[1]["tokens_per_success"] == 10.0
+    with pytest.raises(ValueError, match="empty"):
+        m.summarize_group([])

@@ -1,0 +1,227 @@
+"""Evaluation metrics: pure functions of episode records, no environment, no torch.
+
+Every definition here is written out in ``docs/evaluation.md``; the tests check each against hand-computed cases.
+
+An *episode record* is the dict the runner appends to its JSONL file (see ``runner.EpisodeRecord``). The metrics
+read only these keys: ``env_id``, ``split``, ``fault_kind``, ``task_seed``, ``sample``, ``success``, ``score``,
+``required_steps``, ``turns``, ``invalid_actions``, ``generated_tokens``, ``faults`` and ``steps``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "Z_95",
+    "group_episodes",
+    "pass_at_k",
+    "pass_at_k_curve",
+    "pass_hat_k",
+    "pass_hat_k_curve",
+    "recovery_stats",
+    "recovery_turns",
+    "success_by_required_steps",
+    "summarize",
+    "summarize_group",
+    "task_counts",
+    "wilson_interval",
+]
+
+Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion.
+
+    Unlike the normal (Wald) interval it stays inside [0, 1] and is not degenerate at 0 or n successes, which is
+    where small evaluations usually sit. Returns ``(nan, nan)`` for ``n == 0``.
+    """
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def pass_hat_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of the chance that k i.i.d. samples of one task *all* succeed: C(c, k) / C(n, k).
+
+    This is tau-bench's pass^k for one task with ``c`` successes among ``n`` samples; it needs ``k <= n``.
+    """
+    _check_nck(n, c, k)
+    return math.comb(c, k) / math.comb(n, k)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of the chance that *at least one* of k samples succeeds: 1 - C(n - c, k) / C(n, k)."""
+    _check_nck(n, c, k)
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def _check_nck(n: int, c: int, k: int) -> None:
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got c={c}, n={n}")
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n (k samples out of the n drawn per task), got k={k}, n={n}")
+
+
+def task_counts(episodes: Iterable[Mapping[str, Any]]) -> dict[tuple, tuple[int, int]]:
+    """Map each task ``(env_id, split, fault_kind, task_seed)`` to ``(n samples, c successes)``."""
+    counts: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for ep in episodes:
+        key = (ep["env_id"], ep["split"], ep["fault_kind"], ep["task_seed"])
+        counts[key][0] += 1
+        counts[key][1] += bool(ep["success"])
+    return {key: (n, c) for key, (n, c) in counts.items()}
+
+
+def _curve(counts: Sequence[tuple[int, int]], estimator) -> dict[int, float]:
+    """Average a per-task estimator over tasks for k = 1..min(n).
+
+    Tasks are weighted equally. When tasks were sampled a different number of times (an interrupted run), k goes
+    only up to the smallest n so that every task contributes to every point of the curve.
+    """
+    if not counts:
+        return {}
+    k_max = min(n for n, _ in counts)
+    return {k: sum(estimator(n, c, k) for n, c in counts) / len(counts) for k in range(1, k_max + 1)}
+
+
+def pass_hat_k_curve(counts: Sequence[tuple[int, int]]) -> dict[int, float]:
+    """tau-bench's pass^k for k = 1..n: the mean over tasks of C(c, k) / C(n, k)."""
+    return _curve(counts, pass_hat_k)
+
+
+def pass_at_k_curve(counts: Sequence[tuple[int, int]]) -> dict[int, float]:
+    """pass@k for k = 1..n: the mean over tasks of 1 - C(n - c, k) / C(n, k)."""
+    return _curve(counts, pass_at_k)
+
+
+def recovery_turns(steps: Sequence[Mapping[str, Any]], fault: Mapping[str, Any]) -> int | None:
+    """Turns the agent needed to recover from one fault, or None if it never recovered.
+
+    Definition: a fault fires at turn ``t`` on tool ``T`` (``fault["turn"]``, ``fault["tool"]``). The agent has
+    recovered at the first later turn ``t' > t`` at which it called a tool successfully, that is with a valid
+    action, no tool error and no fault firing at ``t'``; the call must be to ``T`` itself when the fault names a
+    tool (the retry or the read-back that succeeds) and may be to any tool otherwise. The answer is ``t' - t``:
+    an immediate successful retry counts 1.
+
+    Faults without a turn (a seeded error is present before the first turn, ``turn`` 0 or None) count from turn 0.
+    ``steps`` are the episode's step records (``turn``, ``tool``, ``ok``), turns numbered from 1.
+    """
+    start = fault.get("turn") or 0
+    tool = fault.get("tool")
+    for step in steps:
+        if step["turn"] <= start or not step.get("ok"):
+            continue
+        if tool is None or step.get("tool") == tool:
+            return step["turn"] - start
+    return None
+
+
+def recovery_stats(episodes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per fault kind: how many episodes it fired in, how many of them succeeded, and turns to recover.
+
+    The recovery rate of a kind is success among the episodes in which at least one fault of that kind fired, with
+    a Wilson interval. ``mean_turns_to_recover`` averages :func:`recovery_turns` over the faults of that kind that
+    were recovered from; ``unrecovered_faults`` counts the ones that were not.
+    """
+    by_kind: dict[str, dict[str, Any]] = defaultdict(lambda: {"episodes": 0, "successes": 0, "turns": [], "lost": 0})
+    for ep in episodes:
+        kinds = set()
+        for fault in ep.get("faults") or ():
+            kinds.add(fault["kind"])
+            turns = recovery_turns(ep.get("steps") or (), fault)
+            if turns is None:
+                by_kind[fault["kind"]]["lost"] += 1
+            else:
+                by_kind[fault["kind"]]["turns"].append(turns)
+        for kind in kinds:
+            by_kind[kind]["episodes"] += 1
+            by_kind[kind]["successes"] += bool(ep["success"])
+    out = {}
+    for kind, s in sorted(by_kind.items()):
+        lo, hi = wilson_interval(s["successes"], s["episodes"])
+        out[kind] = {
+            "episodes_with_fault": s["episodes"],
+            "recovered_episodes": s["successes"],
+            "recovery_rate": s["successes"] / s["episodes"],
+            "recovery_rate_ci95": [lo, hi],
+            "faults_fired": len(s["turns"]) + s["lost"],
+            "unrecovered_faults": s["lost"],
+            "mean_turns_to_recover": _mean(s["turns"]),
+        }
+    return out
+
+
+def success_by_required_steps(episodes: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The compounding-error curve: success rate (with Wilson interval) for each number of required steps."""
+    groups: dict[int, list[bool]] = defaultdict(list)
+    for ep in episodes:
+        groups[int(ep["required_steps"])].append(bool(ep["success"]))
+    out = {}
+    for steps, results in sorted(groups.items()):
+        lo, hi = wilson_interval(sum(results), len(results))
+        out[steps] = {"n": len(results), "success_rate": sum(results) / len(results), "ci95": [lo, hi]}
+    return out
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize_group(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """All metrics of one group of episodes (one env, split and fault kind, or any other slice)."""
+    n = len(episodes)
+    if n == 0:
+        raise ValueError("cannot summarize an empty group of episodes")
+    successes = sum(bool(ep["success"]) for ep in episodes)
+    lo, hi = wilson_interval(successes, n)
+    counts = list(task_counts(episodes).values())
+    turns = sum(ep["turns"] for ep in episodes)
+    tokens = sum(ep.get("generated_tokens") or 0 for ep in episodes)
+    return {
+        "episodes": n,
+        "tasks": len(counts),
+        "successes": successes,
+        "success_rate": successes / n,
+        "success_ci95": [lo, hi],
+        "mean_score": sum(float(ep["score"]) for ep in episodes) / n,
+        "pass_hat_k": pass_hat_k_curve(counts),
+        "pass_at_k": pass_at_k_curve(counts),
+        "episodes_with_fault": sum(bool(ep.get("faults")) for ep in episodes),
+        "recovery": recovery_stats(episodes),
+        "success_by_required_steps": success_by_required_steps(episodes),
+        "invalid_action_rate": sum(ep["invalid_actions"] for ep in episodes) / turns if turns else 0.0,
+        "mean_turns": turns / n,
+        "tokens_per_episode": tokens / n,
+        "tokens_per_success": tokens / successes if successes else None,
+    }
+
+
+GROUP_KEYS = ("env_id", "split", "fault_kind")
+
+
+def group_episodes(
+    episodes: Iterable[Mapping[str, Any]], keys: Sequence[str] = GROUP_KEYS
+) -> dict[tuple, list[Mapping[str, Any]]]:
+    """Group episode records by the values of ``keys``, in sorted key order."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
+    for ep in episodes:
+        groups[tuple(ep[k] for k in keys)].append(ep)
+    return dict(sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))))
+
+
+def summarize(episodes: Iterable[Mapping[str, Any]], keys: Sequence[str] = GROUP_KEYS) -> list[dict[str, Any]]:
+    """One summary per group (by default per env, split and fault kind), each with its group key values."""
+    return [
+        {**dict(zip(keys, key, strict=True)), **summarize_group(group)}
+        for key, group in group_episodes(episodes, keys).items()
+    ]
