@@ -1,0 +1,370 @@
+"""Run a policy over environments x splits x fault kinds x tasks x samples, resumably, in batches.
+
+Output folder layout::
+
+    out/config.json      the exact evaluation and policy config (a resumed run must match it)
+    out/episodes.jsonl   one record per finished episode, appended as episodes finish
+    out/results.json     config, package versions, and the metrics per env, split and fault kind
+
+Every episode has a key ``(env_id, split, fault_kind, task_seed, sample)`` and a seed derived from it and the run
+seed, so an episode's result does not depend on which other episodes ran, in which order or batch: re-running an
+interrupted evaluation skips the keys already in ``episodes.jsonl`` and gives the same results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.evaluation.episode import Episode, Policy, Turn
+from training.evaluation.metrics import summarize
+
+__all__ = ["EpisodeKey", "EvalConfig", "load_episodes", "run_eval", "to_dataset", "write_results"]
+
+FAULT_CHOICES = ("none", "all")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate. Every field is recorded in ``config.json`` and ``results.json``.
+
+    Attributes:
+        env_ids: Registered environment ids, like ``recoverygym/SupportDesk-v0``.
+        splits: Task splits to draw tasks from (``heldout`` for evaluation).
+        fault_kinds: ``none`` (no faults), ``all`` (every kind the env supports at ``fault_rate``) or a single
+            kind (``transient_error``, ``rate_limit``, ``write_timeout``, ``stale_read``, ``concurrent_edit``,
+            ``seeded_error``); a kind an env does not support is skipped for that env and listed in the results.
+        fault_rate: The rate of each enabled fault kind (per call; per episode for ``seeded_error``).
+        tasks: Number of tasks per split: task seeds ``0 .. tasks - 1``.
+        samples: Episodes per task (n in pass^k); k goes up to this.
+        seed: Base seed; each episode's seed is derived from it and the episode key.
+        max_turns: Turn limit per episode; None keeps each env's default.
+        batch_size: Episodes in flight at once (what a model policy generates for together).
+    """
+
+    env_ids: tuple[str, ...]
+    splits: tuple[str, ...] = ("heldout",)
+    fault_kinds: tuple[str, ...] = ("none", "all")
+    fault_rate: float = 0.2
+    tasks: int = 20
+    samples: int = 4
+    seed: int = 0
+    max_turns: int | None = None
+    batch_size: int = 16
+
+    def __post_init__(self):
+        for name in ("env_ids", "splits", "fault_kinds"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, (value,))
+            elif not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+            if not getattr(self, name):
+                raise ValueError(f"EvalConfig.{name} is empty; give at least one")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError(f"fault_rate is a probability in [0, 1], got {self.fault_rate}")
+        for name in ("tasks", "samples", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EvalConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_turns is not None and self.max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1 or None (env default), got {self.max_turns}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True, order=True)
+class EpisodeKey:
+    env_id: str
+    split: str
+    fault_kind: str
+    task_seed: int
+    sample: int
+
+    def seed(self, base: int) -> int:
+        """A seed for this episode that depends only on the key and the run's base seed."""
+        text = f"{base}|{self.env_id}|{self.split}|{self.fault_kind}|{self.task_seed}|{self.sample}"
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> EpisodeKey:
+        return cls(record["env_id"], record["split"], record["fault_kind"], record["task_seed"], record["sample"])
+
+
+def fault_dict(kind: str, rate: float, supported: Sequence[str]) -> dict[str, float] | None:
+    """The ``faults=`` mapping for one fault kind, or None when the env does not support that kind."""
+    if kind == "none":
+        return {}
+    if kind == "all":
+        return {k: rate for k in supported}
+    return {kind: rate} if kind in supported else None
+
+
+def make_env(env_id: str, faults: dict[str, float], max_turns: int | None):
+    import gymnasium
+
+    import envs  # noqa: F401  (registers the recoverygym ids)
+
+    kwargs: dict[str, Any] = {"faults": faults}
+    if max_turns is not None:
+        kwargs["max_turns"] = max_turns
+    return gymnasium.make(env_id, **kwargs)
+
+
+def _supported_fault_kinds(env_id: str) -> tuple[str, ...]:
+    env = make_env(env_id, {}, None)
+    try:
+        return tuple(getattr(env.unwrapped, "fault_kinds", ()))
+    finally:
+        env.close()
+
+
+def plan(config: EvalConfig) -> tuple[list[EpisodeKey], list[dict[str, str]]]:
+    """All episode keys of a config in run order, and the (env, fault kind) pairs skipped as unsupported."""
+    keys, skipped = [], []
+    for env_id in config.env_ids:
+        supported = _supported_fault_kinds(env_id)
+        for kind in config.fault_kinds:
+            if fault_dict(kind, config.fault_rate, supported) is None:
+                skipped.append({"env_id": env_id, "fault_kind": kind,
+                                "reason": f"{env_id} supports faults {', '.join(supported) or 'none'}"})
+                continue
+            for split in config.splits:
+                for task in range(config.tasks):
+                    keys.extend(EpisodeKey(env_id, split, kind, task, s) for s in range(config.samples))
+    return keys, skipped
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Episode records on disk
+
+
+def load_episodes(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read an ``episodes.jsonl``; a final line cut short by an interruption is dropped (and cut from the file)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+        path.write_bytes(data)
+    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+
+
+def _is_tool_error(info: dict[str, Any]) -> bool:
+    return bool(info.get("tool_error") or info.get("error"))
+
+
+@dataclass
+class _Slot:
+    key: EpisodeKey
+    env: Any
+    episode: Episode
+    start: float
+    fault_count: int = 0
+    done: bool = False
+    final_info: dict[str, Any] = field(default_factory=dict)
+    terminated: bool = False
+    truncated: bool = False
+
+
+def _start(key: EpisodeKey, config: EvalConfig, supported: dict[str, tuple[str, ...]]) -> _Slot:
+    faults = fault_dict(key.fault_kind, config.fault_rate, supported[key.env_id])
+    env = make_env(key.env_id, faults or {}, config.max_turns)
+    seed = key.seed(config.seed)
+    prompt, info = env.reset(seed=seed, options={"task_seed": key.task_seed, "split": key.split})
+    episode = Episode(env=env, prompt=prompt, info=info, rng=np.random.default_rng([seed, 1]))
+    return _Slot(key, env, episode, time.perf_counter(), fault_count=len(info.get("faults") or ()))
+
+
+def _step(slot: _Slot, action) -> None:
+    obs, _reward, terminated, truncated, info = slot.env.step(action.text)
+    faults = list(info.get("faults") or ())
+    fired = faults[slot.fault_count :]
+    slot.fault_count = len(faults)
+    invalid = bool(info.get("invalid_action"))
+    slot.episode.history.append(
+        Turn(
+            turn=int(info.get("turn", len(slot.episode.history) + 1)),
+            action=action.text,
+            observation=obs,
+            tool=info.get("tool"),
+            invalid_action=invalid,
+            ok=not invalid and not fired and not _is_tool_error(info),
+            tokens=action.tokens,
+            scripted=action.scripted,
+            faults=fired,
+            message=action.message,
+        )
+    )
+    if terminated or truncated:
+        slot.done, slot.terminated, slot.truncated, slot.final_info = True, terminated, truncated, info
+
+
+def _record(slot: _Slot, policy: Policy, base_seed: int) -> dict[str, Any]:
+    info, ep = slot.final_info, slot.episode
+    history = ep.history
+    return {
+        **dataclasses.asdict(slot.key),
+        "policy": policy.name,
+        "seed": slot.key.seed(base_seed),
+        "template": ep.info.get("template"),
+        "required_steps": ep.info.get("required_steps"),
+        "success": bool(info.get("success", False)),
+        "score": float(info.get("score", 0.0)),
+        "components": info.get("components", {}),
+        "reasons": list(info.get("reasons", [])),
+        "terminated": slot.terminated,
+        "truncated": slot.truncated,
+        "turns": len(history),
+        "invalid_actions": sum(t.invalid_action for t in history),
+        "scripted_actions": sum(t.scripted for t in history),
+        "generated_tokens": sum(t.tokens for t in history),
+        "faults": list(info.get("faults") or []),
+        "tools": [t["function"]["name"] for t in ep.tools],
+        "prompt": ep.prompt,
+        "steps": [t.to_record() for t in history],
+        "wall_s": round(time.perf_counter() - slot.start, 4),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run
+
+
+def _check_resume(out: Path, config_doc: dict[str, Any], overwrite: bool) -> None:
+    path = out / "config.json"
+    if overwrite:
+        for name in ("config.json", "episodes.jsonl", "results.json"):
+            (out / name).unlink(missing_ok=True)
+    elif path.exists():
+        old = json.loads(path.read_text())
+        if old != config_doc:
+            changed = sorted(k for k in set(old) | set(config_doc) if old.get(k) != config_doc.get(k))
+            raise ValueError(
+                f"{out} holds an evaluation with a different config (differs in: {', '.join(changed)}); "
+                "resume only with the same settings, or pass --overwrite (overwrite=True) or another --out"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config_doc, indent=2, sort_keys=True))
+
+
+def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, progress: bool = True,
+             overwrite: bool = False) -> dict[str, Any]:
+    """Evaluate ``policy``, appending finished episodes to ``out_dir/episodes.jsonl``; returns the results dict.
+
+    Keeps ``config.batch_size`` episodes in flight: each round asks the policy for one action per live episode,
+    steps every env, and refills the slots of finished episodes from the queue.
+    """
+    out = Path(out_dir)
+    config_doc = {"eval": config.to_dict(), "policy": policy.config()}
+    _check_resume(out, config_doc, overwrite)
+    jsonl = out / "episodes.jsonl"
+    done = {EpisodeKey.of(r) for r in load_episodes(jsonl)}
+    keys, skipped = plan(config)
+    todo: Iterator[EpisodeKey] = iter([k for k in keys if k not in done])
+    supported = {env_id: _supported_fault_kinds(env_id) for env_id in config.env_ids}
+    remaining = len(keys) - len(done & set(keys))
+
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    bar = tqdm(total=len(keys), initial=len(keys) - remaining, desc=f"eval {policy.name}", unit="ep",
+               disable=not progress, dynamic_ncols=True)
+    slots: list[_Slot] = []
+    with jsonl.open("a", encoding="utf-8") as sink:
+        while True:
+            while len(slots) < config.batch_size and (key := next(todo, None)) is not None:
+                slots.append(_start(key, config, supported))
+            if not slots:
+                break
+            for slot, action in zip(slots, policy.act([s.episode for s in slots]), strict=True):
+                _step(slot, action)
+            for slot in [s for s in slots if s.done]:
+                sink.write(json.dumps(_record(slot, policy, config.seed)) + "\n")
+                sink.flush()
+                slot.env.close()
+                bar.update(1)
+            slots = [s for s in slots if not s.done]
+    bar.close()
+    return write_results(out, config_doc, skipped=skipped, wall_s=time.perf_counter() - started)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python, the platform, the packages that can change results, and the git commit."""
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in ("recoverygym", "gymnasium", "numpy", "torch", "transformers", "trl", "datasets"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        root = Path(__file__).resolve().parents[2]
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=False)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=False)
+        if commit.returncode == 0:
+            versions["git_commit"] = commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return versions
+
+
+def write_results(out: Path, config_doc: dict[str, Any], *, skipped=(), wall_s: float | None = None
+                  ) -> dict[str, Any]:
+    """Compute the metrics of ``out/episodes.jsonl`` and write ``out/results.json``."""
+    episodes = load_episodes(out / "episodes.jsonl")
+    policy_name = episodes[0]["policy"] if episodes else None
+    results = {
+        "policy": policy_name,
+        "config": config_doc,
+        "versions": package_versions(),
+        "episodes": len(episodes),
+        "skipped": list(skipped),
+        "wall_s": wall_s,
+        "summary": summarize(episodes) if episodes else [],
+        "overall": summarize(episodes, keys=("env_id",)) if episodes else [],
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+def to_dataset(episodes: Sequence[dict[str, Any]]):
+    """Trajectories as a ``datasets.Dataset``: one row per episode.
+
+    Columns: the episode key, outcome and counts, ``reasons``, ``faults`` (JSON text), ``tools`` (names), and
+    ``messages``: the chat transcript as ``{"role", "content"}`` strings, ready for SFT on successful episodes
+    (e.g. ``ds.filter(lambda r: r["success"])``).
+    """
+    import datasets
+
+    rows = []
+    for ep in episodes:
+        messages = [{"role": "user", "content": ep["prompt"]}]
+        for step in ep["steps"]:
+            messages.append({"role": "assistant", "content": step["action"]})
+            messages.append({"role": "tool", "content": step["observation"]})
+        rows.append({
+            "env_id": ep["env_id"], "split": ep["split"], "fault_kind": ep["fault_kind"],
+            "task_seed": ep["task_seed"], "sample": ep["sample"], "seed": ep["seed"], "policy": ep["policy"],
+            "template": str(ep.get("template")), "required_steps": int(ep.get("required_steps") or 0),
+            "success": ep["success"], "score": ep["score"], "turns": ep["turns"],
+            "invalid_actions": ep["invalid_actions"], "generated_tokens": ep["generated_tokens"],
+            "reasons": ep["reasons"], "faults": json.dumps(ep["faults"]), "tools": ep["tools"],
+            "messages": messages,
+        })
+    return datasets.Dataset.from_list(rows)
