@@ -1,0 +1,346 @@
+"""A Markdown report with matplotlib plots from one or more evaluation folders (one per policy or model).
+
+``write_report([run_dir, ...], out_dir)`` writes ``out_dir/report.md``, its PNG plots and ``out_dir/viewer.html``
+(the trajectories of every run). Metrics are recomputed from each run's ``episodes.jsonl``, so a report of an
+interrupted run shows what finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.evaluation.metrics import summarize
+from training.evaluation.runner import load_episodes
+
+__all__ = ["Run", "load_run", "write_report"]
+
+
+@dataclass
+class Run:
+    """One evaluation folder: its label, config, versions and episodes."""
+
+    label: str
+    path: Path
+    config: dict[str, Any]
+    versions: dict[str, Any]
+    episodes: list[dict[str, Any]]
+
+    @property
+    def summary(self) -> list[dict[str, Any]]:
+        return summarize(self.episodes)
+
+
+def load_run(path: str | os.PathLike, label: str | None = None) -> Run:
+    """Load an evaluation folder written by ``run_eval`` (``results.json`` optional, ``episodes.jsonl`` needed)."""
+    path = Path(path)
+    if path.is_file():
+        path = path.parent
+    episodes = load_episodes(path / "episodes.jsonl")
+    if not episodes:
+        raise FileNotFoundError(f"{path} has no finished episodes (episodes.jsonl); run `recoverygym eval` first")
+    results = json.loads((path / "results.json").read_text()) if (path / "results.json").exists() else {}
+    config = results.get("config") or json.loads((path / "config.json").read_text())
+    return Run(label or episodes[0]["policy"], path, config, results.get("versions", {}), episodes)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def _num(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _short_env(env_id: str) -> str:
+    return env_id.split("/")[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Plots
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _err(rate: float, ci: Sequence[float]) -> tuple[float, float]:
+    """Error-bar lengths below and above ``rate`` (never negative)."""
+    return max(0.0, rate - ci[0]), max(0.0, ci[1] - rate)
+
+
+def _envs(runs: Sequence[Run]) -> list[str]:
+    return sorted({ep["env_id"] for run in runs for ep in run.episodes})
+
+
+def plot_success(runs: Sequence[Run], path: Path) -> None:
+    """Grouped bars: success rate per (split, fault kind), one bar per run, Wilson 95% error bars; one panel per env."""
+    plt = _plt()
+    envs = _envs(runs)
+    fig, axes = plt.subplots(1, len(envs), figsize=(max(5, 1.2 * 6 * len(envs)), 3.8), squeeze=False)
+    width = 0.8 / len(runs)
+    for ax, env in zip(axes[0], envs, strict=True):
+        groups = sorted({(r["split"], r["fault_kind"]) for run in runs for r in run.summary if r["env_id"] == env})
+        for i, run in enumerate(runs):
+            rows = {(r["split"], r["fault_kind"]): r for r in run.summary if r["env_id"] == env}
+            xs, ys, lo, hi = [], [], [], []
+            for g, key in enumerate(groups):
+                if key in rows:
+                    r = rows[key]
+                    xs.append(g + (i - (len(runs) - 1) / 2) * width)
+                    ys.append(r["success_rate"])
+                    below, above = _err(r["success_rate"], r["success_ci95"])
+                    lo.append(below)
+                    hi.append(above)
+            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=run.label)
+        ax.set_xticks(range(len(groups)), [f"{s}\n{f}" for s, f in groups], fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("success rate")
+        ax.set_title(_short_env(env))
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_pass_k(runs: Sequence[Run], path: Path) -> None:
+    """pass^k (solid) and pass@k (dashed) against k: colour per run, marker per fault kind; one panel per env."""
+    plt = _plt()
+    envs = _envs(runs)
+    kinds = sorted({ep["fault_kind"] for run in runs for ep in run.episodes})
+    markers = dict(zip(kinds, "osD^vP*X" * 4, strict=False))
+    fig, axes = plt.subplots(1, len(envs), figsize=(max(6.5, 5 * len(envs) + 1.5), 3.8), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        k_max = 1
+        for i, run in enumerate(runs):
+            rows = summarize([ep for ep in run.episodes if ep["env_id"] == env], keys=("fault_kind",))
+            for r in rows:
+                ks = list(r["pass_hat_k"])
+                k_max = max(k_max, *ks)
+                ax.plot(ks, list(r["pass_hat_k"].values()), "-", marker=markers[r["fault_kind"]], color=f"C{i % 10}",
+                        label=f"{run.label} · {r['fault_kind']}")
+                ax.plot(ks, list(r["pass_at_k"].values()), "--", marker=markers[r["fault_kind"]], color=f"C{i % 10}",
+                        alpha=0.4, markersize=3)
+        ax.set_xticks(range(1, k_max + 1))
+        ax.set_xlabel("k")
+        ax.set_ylabel("pass^k (solid), pass@k (dashed)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(_short_env(env))
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_compounding(runs: Sequence[Run], path: Path) -> None:
+    """Success rate against the number of steps a task requires, with Wilson error bars; one panel per env."""
+    plt = _plt()
+    envs = _envs(runs)
+    fig, axes = plt.subplots(1, len(envs), figsize=(max(5, 5 * len(envs)), 3.8), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        for run in runs:
+            curve = summarize([ep for ep in run.episodes if ep["env_id"] == env], keys=("env_id",))[0][
+                "success_by_required_steps"]
+            xs = list(curve)
+            ys = [c["success_rate"] for c in curve.values()]
+            err = list(zip(*(_err(c["success_rate"], c["ci95"]) for c in curve.values()), strict=True))
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=run.label)
+        ax.set_xlabel("required steps")
+        ax.set_ylabel("success rate")
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_title(_short_env(env))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_recovery(runs: Sequence[Run], path: Path) -> bool:
+    """Recovery rate per fault kind (success among episodes in which it fired), one bar per run. False if no faults."""
+    stats = {run.label: summarize(run.episodes, keys=())[0]["recovery"] for run in runs}
+    kinds = sorted({k for s in stats.values() for k in s})
+    if not kinds:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(kinds) + 2), 3.6))
+    width = 0.8 / len(runs)
+    for i, run in enumerate(runs):
+        s = stats[run.label]
+        xs = [g + (i - (len(runs) - 1) / 2) * width for g, k in enumerate(kinds) if k in s]
+        ys = [s[k]["recovery_rate"] for k in kinds if k in s]
+        err = list(zip(*(_err(s[k]["recovery_rate"], s[k]["recovery_rate_ci95"]) for k in kinds if k in s),
+                       strict=True))
+        ax.bar(xs, ys, width, yerr=err, capsize=2, label=run.label)
+    ax.set_xticks(range(len(kinds)), kinds, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("recovery rate")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_compute(runs: Sequence[Run], path: Path) -> bool:
+    """Success rate against generated tokens per episode, one point per run: training vs test-time compute."""
+    points = [(run.label, summarize(run.episodes, keys=())[0]) for run in runs]
+    points = [(label, s) for label, s in points if s["tokens_per_episode"] > 0]
+    if not points:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, s in points:
+        below, above = _err(s["success_rate"], s["success_ci95"])
+        ax.errorbar([s["tokens_per_episode"]], [s["success_rate"]], yerr=[[below], [above]], marker="o", capsize=3,
+                    label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("generated tokens per episode (log)")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.02, 1.05)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _main_table(runs: Sequence[Run]) -> list[str]:
+    lines = [
+        (
+            "| policy | env | split | faults | episodes | success % [95% CI] | mean score | pass^n | pass@n "
+            "| invalid % | turns | tokens/ep | tokens/success |"
+        ),
+        "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        for r in run.summary:
+            n = max(r["pass_hat_k"]) if r["pass_hat_k"] else None
+            lo, hi = r["success_ci95"]
+            lines.append(
+                f"| {run.label} | {_short_env(r['env_id'])} | {r['split']} | {r['fault_kind']} | {r['episodes']} "
+                f"| {_pct(r['success_rate'])} [{_pct(lo)}, {_pct(hi)}] | {r['mean_score']:.3f} "
+                f"| {_pct(r['pass_hat_k'].get(n)) if n else '-'} (n={n}) | {_pct(r['pass_at_k'].get(n)) if n else '-'} "
+                f"| {_pct(r['invalid_action_rate'])} | {r['mean_turns']:.1f} | {_num(r['tokens_per_episode'], 0)} "
+                f"| {_num(r['tokens_per_success'], 0)} |"
+            )
+    return lines
+
+
+def _recovery_table(runs: Sequence[Run]) -> list[str]:
+    lines = [
+        (
+            "| policy | env | fault kind | episodes with fault | recovery % [95% CI] | faults fired | unrecovered "
+            "| mean turns to recover |"
+        ),
+        "|---|---|---|---:|---|---:|---:|---:|",
+    ]
+    any_row = False
+    for run in runs:
+        for r in summarize(run.episodes, keys=("env_id",)):
+            for kind, s in r["recovery"].items():
+                any_row = True
+                lo, hi = s["recovery_rate_ci95"]
+                lines.append(
+                    f"| {run.label} | {_short_env(r['env_id'])} | {kind} | {s['episodes_with_fault']} "
+                    f"| {_pct(s['recovery_rate'])} [{_pct(lo)}, {_pct(hi)}] | {s['faults_fired']} "
+                    f"| {s['unrecovered_faults']} | {_num(s['mean_turns_to_recover'], 2)} |"
+                )
+    return lines if any_row else ["No fault fired in these runs."]
+
+
+def _comparison_table(runs: Sequence[Run]) -> list[str]:
+    """Success per (env, split, fault kind) side by side, with the difference to the first run."""
+    table: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for run in runs:
+        for r in run.summary:
+            table.setdefault((r["env_id"], r["split"], r["fault_kind"]), {})[run.label] = r
+    base = runs[0].label
+    header = "| env | split | faults | " + " | ".join(run.label for run in runs) + " |"
+    lines = [header, "|---|---|---|" + "---:|" * len(runs)]
+    for (env, split, kind), cells in sorted(table.items()):
+        parts = []
+        for run in runs:
+            r = cells.get(run.label)
+            if r is None:
+                parts.append("-")
+                continue
+            text = f"{_pct(r['success_rate'])}"
+            if run.label != base and base in cells:
+                text += f" ({100 * (r['success_rate'] - cells[base]['success_rate']):+.1f})"
+            parts.append(text)
+        lines.append(f"| {_short_env(env)} | {split} | {kind} | " + " | ".join(parts) + " |")
+    return lines
+
+
+def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, title: str | None = None,
+                 command: str | None = None, labels: Sequence[str] | None = None,
+                 viewer_episodes: int = 60) -> Path:
+    """Write ``out_dir/report.md`` with its plots and ``out_dir/viewer.html``; returns the report path."""
+    from training.evaluation.viewer import write_viewer
+
+    if not run_dirs:
+        raise ValueError("write_report needs at least one evaluation folder (the --out of `recoverygym eval`)")
+    runs = [load_run(p, labels[i] if labels else None) for i, p in enumerate(run_dirs)]
+    seen: dict[str, int] = {}
+    for run in runs:  # two runs of one policy with different settings need distinct labels
+        if run.label in seen:
+            seen[run.label] += 1
+            run.label = f"{run.label} ({run.path.name})"
+        else:
+            seen[run.label] = 0
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_success(runs, out / "success_by_split_and_fault.png")
+    plot_pass_k(runs, out / "pass_k.png")
+    plot_compounding(runs, out / "compounding_error.png")
+    has_recovery = plot_recovery(runs, out / "recovery_by_fault.png")
+    has_compute = plot_compute(runs, out / "success_vs_tokens.png")
+    write_viewer(runs, out / "viewer.html", max_episodes=viewer_episodes)
+
+    md = [f"# {title or 'recoverygym evaluation report'}", ""]
+    if command:
+        md += ["Made with:", "", "```", command, "```", ""]
+    md += ["Runs:", ""]
+    for run in runs:
+        ev = run.config.get("eval", {})
+        md.append(
+            f"- **{run.label}** (`{run.path}`): policy `{json.dumps(run.config.get('policy', {}))}`; "
+            f"envs {', '.join(ev.get('env_ids', []))}; splits {', '.join(ev.get('splits', []))}; "
+            f"faults {', '.join(ev.get('fault_kinds', []))} at rate {ev.get('fault_rate')}; "
+            f"{ev.get('tasks')} tasks x {ev.get('samples')} samples; seed {ev.get('seed')}; "
+            f"{len(run.episodes)} episodes; versions: "
+            + ", ".join(f"{k} {v}" for k, v in run.versions.items() if k != "platform")
+        )
+    md += ["", "Metric definitions: `docs/evaluation.md`. Trajectories: [viewer.html](viewer.html).", ""]
+    md += ["## Success by split and fault kind", "", "![success](success_by_split_and_fault.png)", ""]
+    md += _main_table(runs) + [""]
+    if len(runs) > 1:
+        md += [f"## Comparison (success %, difference to {runs[0].label} in points)", ""]
+        md += _comparison_table(runs) + [""]
+    md += ["## pass^k and pass@k", "",
+           ("pass^k: chance that all k samples of a task succeed (reliability); pass@k: that at least one does "
+            "(the oracle best-of-k, at k times the tokens)."), "", "![pass^k](pass_k.png)", ""]
+    md += ["## Recovery", ""]
+    if has_recovery:
+        md += ["![recovery](recovery_by_fault.png)", ""]
+    md += _recovery_table(runs) + [""]
+    md += ["## Compounding errors: success against required steps", "", "![compounding](compounding_error.png)", ""]
+    if has_compute:
+        md += ["## Success against generated tokens", "", "![compute](success_vs_tokens.png)", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(md))
+    return path
