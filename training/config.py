@@ -1,0 +1,375 @@
+"""Experiment configuration: one YAML file, loaded strictly.
+
+Our own sections (``run``, ``env``, ``model``, ``data``, ``eval``) map onto the frozen dataclasses below: an unknown
+or misspelt key is an error that names it and suggests the nearest valid one. TRL's sections (``sft``, ``grpo``) are
+passed unchanged to ``trl.SFTConfig`` / ``trl.GRPOConfig``, which validate their own fields; we only add the
+suggestion to their "unexpected keyword" errors and fill in the few fields the run owns (output folders, seed,
+logging).
+
+PyYAML follows YAML 1.1, where ``1e-6`` (no dot) is a string: numbers written that way are converted, in our
+sections by the field's type and in TRL's sections by their look.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "EnvConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "LoraSettings",
+    "ModelConfig",
+    "RunConfig",
+    "TinyModelConfig",
+    "load_config",
+    "trl_config",
+]
+
+STAGES = ("sft", "grpo")
+# Fields of TRL's configs that the run sets itself, so one YAML key cannot disagree with another.
+RUN_OWNED_TRL_FIELDS = {"output_dir": "run.output_dir", "seed": "run.seed"}
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used; the message says where and what would be valid."""
+
+
+def _suggest(word: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where the run lives and what it does."""
+
+    output_dir: str = "runs/quickstart"
+    """Run folder: base model, stage checkpoints, tensorboard logs, results.json."""
+    seed: int = 0
+    """Seed of model init, data order, fault draws and sampling."""
+    stages: tuple[str, ...] = STAGES
+    """Stages to run, in order: ``sft`` (supervised warm start) and/or ``grpo``."""
+    resume: bool = True
+    """Continue an interrupted run in ``output_dir`` from its last checkpoint (finished stages are skipped)."""
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown or not self.stages:
+            raise ConfigError(f"run.stages={list(self.stages)!r}: each stage must be one of {list(STAGES)}")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """The environment trained on."""
+
+    id: str = "recoverygym/SupportDesk-v0"
+    """A registered environment id."""
+    faults: dict[str, float] = field(default_factory=dict)
+    """Fault rates during training rollouts and demonstrations, e.g. ``{transient_error: 0.1}``."""
+    max_turns: int | None = None
+    """Turn limit override; None keeps the environment's own."""
+
+    def __post_init__(self) -> None:
+        if self.max_turns is not None and self.max_turns < 1:
+            raise ConfigError(f"env.max_turns={self.max_turns}: must be at least 1, or null for the env's default")
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Shape of the model built locally when ``model.name_or_path`` is ``tiny``."""
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    vocab_size: int = 2048
+    tokenizer_episodes: int = 200
+    """Reference-policy episodes whose rendered transcripts train the tokenizer."""
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA through peft; absent means full fine-tuning."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The policy model."""
+
+    name_or_path: str = "tiny"
+    """``tiny`` (built locally), ``smollm2`` (SmolLM2-135M-Instruct, offline), or a hub id / local folder."""
+    dtype: str | None = None
+    """None: float32 on CPU, the checkpoint's dtype on GPU; or ``float32``, ``bfloat16``, ``auto``."""
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    lora: LoraSettings | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Task seeds and demonstrations; the heldout split is never trained on."""
+
+    sft_tasks: int = 200
+    """Training-split tasks given one scripted demonstration each (before dropping failed ones)."""
+    sft_noise: float = 0.1
+    """Per-step probability of a random action in the noisy reference policy's demonstrations."""
+    sft_noisy_share: float = 0.5
+    """Share of demonstrations written by the noisy policy."""
+    grpo_tasks: int = 64
+    """Training-split tasks used as GRPO prompts (each rolled out ``grpo.num_generations`` times)."""
+    grpo_task_offset: int = 100_000
+    """First GRPO task seed, so GRPO sees tasks the demonstrations did not show."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sft_noise <= 1.0 or not 0.0 <= self.sft_noisy_share <= 1.0:
+            raise ConfigError("data.sft_noise and data.sft_noisy_share are probabilities: use values in [0, 1]")
+        if self.sft_tasks < 1 or self.grpo_tasks < 1:
+            raise ConfigError("data.sft_tasks and data.grpo_tasks must be at least 1")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Held-out evaluation before and after training (greedy, through the same adapter as training)."""
+
+    tasks: int = 50
+    """Held-out tasks evaluated at each point."""
+    faults: dict[str, float] | None = None
+    """Fault rates during evaluation; None uses ``env.faults``."""
+    max_new_tokens: int = 96
+    """Token limit of one assistant turn."""
+    max_turns: int = 12
+    """Assistant turns per episode before it is cut off."""
+    points: tuple[str, ...] = ("before", "after_sft", "after")
+    """When to evaluate: ``before`` training, ``after_sft`` and ``after`` (the final model)."""
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.points if p not in ("before", "after_sft", "after")]
+        if unknown:
+            raise ConfigError(f"eval.points: unknown {unknown}; valid: ['before', 'after_sft', 'after']")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment: our sections plus TRL's ``sft`` and ``grpo`` sections as given."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    sft: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of ``trl.SFTConfig``."""
+    grpo: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of ``trl.GRPOConfig``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Strict conversion of YAML values into the dataclasses
+
+_YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _number_like(value: Any) -> Any:
+    """``"1e-6"`` (a string to YAML 1.1) as the float it was meant to be; anything else unchanged."""
+    if isinstance(value, str) and _YAML11_FLOAT.match(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _number_like(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_number_like(v) for v in value]
+    return value
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of {hint.__name__} keys, got {value!r}")
+        return _build(hint, value, where)
+    if origin is typing.Union or origin is types.UnionType:
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {hint}")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, Sequence):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        items = [_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _convert(v, args[1], f"{where}.{k}") if args else v for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and _YAML11_FLOAT.match(value.strip()) and float(value).is_integer():
+            return int(float(value))
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads 1e-6 as a string
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise TypeError(f"config field {where} has an unsupported type {hint!r}")  # a bug in this module
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown key {path!r}{_suggest(str(key), names)}; valid keys here: {', '.join(names)}")
+        if key in ("sft", "grpo") and cls is ExperimentConfig:
+            kwargs[key] = _number_like(dict(value or {}))
+            continue
+        kwargs[key] = _convert(value, hints[key], path)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where or 'config'}: {err}") from err
+
+
+def _set_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``section.key=value`` (value in YAML) to the raw config mapping."""
+    import yaml
+
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} must look like section.key=value, e.g. grpo.max_steps=10")
+    path, raw = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {key!r} is not a section")
+    node[keys[-1]] = yaml.safe_load(raw)
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any] | None = None, overrides: Sequence[str] = ()
+) -> ExperimentConfig:
+    """Read an experiment config from a YAML file (or a mapping), apply ``section.key=value`` overrides, validate.
+
+    Raises:
+        ConfigError: for an unknown key (with the nearest valid one), a value of the wrong type, or a TRL field
+            TRL rejects.
+    """
+    import yaml
+
+    if source is None:
+        data: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} not found")
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    data = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    for assignment in overrides:
+        _set_override(data, assignment)
+    config = _build(ExperimentConfig, data, "")
+    for stage in config.run.stages:  # let TRL reject a misspelt key now, not after an hour of SFT
+        trl_config(config, stage)
+    return config
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+
+def trl_config(config: ExperimentConfig, stage: str):
+    """``trl.SFTConfig`` or ``trl.GRPOConfig`` from the ``sft``/``grpo`` section, with the run's own fields filled.
+
+    The run sets ``output_dir`` (``<run.output_dir>/<stage>``) and ``seed``. Defaults that differ from TRL's:
+    tensorboard logging, a compact log line every step instead of progress bars, assistant-only loss for SFT,
+    and ``bf16: false`` on a machine without an accelerator. Anything else is TRL's to validate.
+    """
+    import trl
+
+    cls = {"sft": trl.SFTConfig, "grpo": trl.GRPOConfig}[stage]
+    given = dict(getattr(config, stage))
+    for key, owner in RUN_OWNED_TRL_FIELDS.items():
+        if key in given:
+            raise ConfigError(f"{stage}.{key} is set by the run; set {owner} instead")
+    kwargs = {
+        "output_dir": str(Path(config.run.output_dir) / stage),
+        "seed": config.run.seed,
+        "report_to": ["tensorboard"],
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "disable_tqdm": True,
+        **({"assistant_only_loss": True} if stage == "sft" else {}),
+        **given,
+    }
+    if "bf16" not in given and "fp16" not in given and not _has_accelerator():
+        kwargs["bf16"] = False  # TRL defaults to bf16, which CPUs reject (and run at half the fp32 speed)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        match = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if not match:
+            raise
+        names = sorted(f.name for f in dataclasses.fields(cls))
+        key = match.group(1)
+        raise ConfigError(f"unknown key '{stage}.{key}'{_suggest(key, names)}: not a {cls.__name__} field") from err
+    except ValueError as err:
+        raise ConfigError(f"{stage}: {cls.__name__} rejected the section: {err}") from err
