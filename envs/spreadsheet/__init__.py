@@ -1,0 +1,1 @@
+"""Spreadsheet environment: workbooks with live formulas, tools to edit them, tasks, checker and faults."""

@@ -1,0 +1,615 @@
+"""The spreadsheet functions: each a plain Python function over values (``Rng`` for references).
+
+``FUNCTIONS[name] = (function, min_args, max_args)``. Functions in ``LAZY`` get ``(ctx, *thunks)`` and decide
+what to evaluate (IF, IFERROR, ISERROR...); the others get evaluated arguments, and an error argument has already
+been propagated. To add a function: write it here, add it to the table, and add a case to
+scripts/bench_formula_engines.py so LibreOffice checks it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import math
+
+from envs.spreadsheet.formulas import MAX_STRING, XlError
+from envs.spreadsheet.functions import (
+    _EPOCH,
+    Rng,
+    _wildcard,
+    compare,
+    criterion,
+    err,
+    matches,
+    num,
+    number_text,
+    round_decimal,
+    serial_to_date,
+    single,
+    text,
+    text_to_number,
+    truth,
+)
+
+
+def _numbers(args, direct_text: bool = False):
+    """Numbers among the arguments: in references only real numbers count; direct booleans and texts convert."""
+    for a in args:
+        if type(a) is Rng:
+            for _, _, v in a.filled():
+                t = type(v)
+                if t is float or t is int:
+                    yield v
+                elif t is XlError:
+                    raise v
+        elif a is None:
+            yield 0.0
+        elif type(a) is str and not direct_text:
+            raise err("#VALUE!", f"text {a[:30]!r} given directly to a numeric function")
+        else:
+            yield num(a)
+
+
+def SUM(*args):
+    return math.fsum(_numbers(args))
+
+
+def PRODUCT(*args):
+    return math.prod(_numbers(args))
+
+
+def COUNT(*args):
+    n = 0
+    for a in args:
+        if type(a) is Rng:
+            n += sum(1 for _, _, v in a.filled() if type(v) in (float, int))
+        elif type(a) in (float, int, bool) or (type(a) is str and text_to_number(a) is not None):
+            n += 1
+    return float(n)
+
+
+def COUNTA(*args):
+    return float(sum(sum(1 for _ in a.filled()) if type(a) is Rng else 1 for a in args))
+
+
+def COUNTBLANK(rng):
+    if type(rng) is not Rng:
+        raise err("#VALUE!", "COUNTBLANK needs a range")
+    filled = sum(1 for _, _, v in rng.filled() if v != "")
+    return float(rng.rows * rng.cols - filled)
+
+
+def AVERAGE(*args):
+    values = list(_numbers(args))
+    if not values:
+        raise err("#DIV/0!", "AVERAGE of no numbers")
+    return math.fsum(values) / len(values)
+
+
+def MIN(*args):
+    values = list(_numbers(args))
+    return min(values) if values else 0.0
+
+
+def MAX(*args):
+    values = list(_numbers(args))
+    return max(values) if values else 0.0
+
+
+def MEDIAN(*args):
+    values = sorted(_numbers(args))
+    if not values:
+        raise err("#NUM!", "MEDIAN of no numbers")
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _need_range(a, fname):
+    if type(a) is not Rng:
+        raise err("#VALUE!", f"{fname} needs a cell range here, like B2:B20")
+    return a
+
+
+def _if_cells(fname, sum_rng, pairs):
+    """Cells of ``sum_rng`` (aligned with the first criteria range) where every (range, criterion) pair matches."""
+    first = _need_range(pairs[0][0], fname)
+    for rng, _ in pairs[1:]:
+        if _need_range(rng, fname).rows != first.rows or rng.cols != first.cols:
+            raise err("#VALUE!", f"{fname}: all criteria ranges must have the same shape")
+    hits = matches(first, pairs[0][1])
+    for rng, crit in pairs[1:]:
+        pred, _ = criterion(crit)
+        hits = [(i, j) for i, j in hits if pred(rng.get(i, j))]
+    for i, j in hits:
+        yield sum_rng.get(i, j)
+
+
+def _sum_values(values):
+    out = []
+    for v in values:
+        t = type(v)
+        if t is float or t is int:
+            out.append(v)
+        elif t is XlError:
+            raise v
+    return out
+
+
+def SUMIF(rng, crit, sum_rng=None):
+    target = _need_range(sum_rng if sum_rng is not None else rng, "SUMIF")
+    return math.fsum(_sum_values(_if_cells("SUMIF", target, [(rng, crit)])))
+
+
+def SUMIFS(sum_rng, *pairs):
+    return math.fsum(_sum_values(_if_cells("SUMIFS", _need_range(sum_rng, "SUMIFS"), _pairs(pairs, "SUMIFS"))))
+
+
+def _pairs(flat, fname):
+    if len(flat) % 2:
+        raise err("#VALUE!", f"{fname} needs criteria in pairs: range, criterion")
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
+def COUNTIF(rng, crit):
+    rng = _need_range(rng, "COUNTIF")
+    _, blank_ok = criterion(crit)
+    n = len(matches(rng, crit))
+    if blank_ok:  # blank cells past the used extent also match
+        n += rng.rows * rng.cols - rng.dense_area()
+    return float(n)
+
+
+def COUNTIFS(*pairs):
+    pairs = _pairs(pairs, "COUNTIFS")
+    return float(sum(1 for _ in _if_cells("COUNTIFS", pairs[0][0], pairs)))
+
+
+def AVERAGEIF(rng, crit, avg_rng=None):
+    target = _need_range(avg_rng if avg_rng is not None else rng, "AVERAGEIF")
+    values = _sum_values(_if_cells("AVERAGEIF", target, [(rng, crit)]))
+    if not values:
+        raise err("#DIV/0!", "no cells meet the criterion")
+    return math.fsum(values) / len(values)
+
+
+def AVERAGEIFS(avg_rng, *pairs):
+    values = _sum_values(_if_cells("AVERAGEIFS", _need_range(avg_rng, "AVERAGEIFS"), _pairs(pairs, "AVERAGEIFS")))
+    if not values:
+        raise err("#DIV/0!", "no cells meet the criteria")
+    return math.fsum(values) / len(values)
+
+
+def MAXIFS(rng, *pairs):
+    values = _sum_values(_if_cells("MAXIFS", _need_range(rng, "MAXIFS"), _pairs(pairs, "MAXIFS")))
+    return max(values) if values else 0.0
+
+
+def MINIFS(rng, *pairs):
+    values = _sum_values(_if_cells("MINIFS", _need_range(rng, "MINIFS"), _pairs(pairs, "MINIFS")))
+    return min(values) if values else 0.0
+
+
+def SUMPRODUCT(*arrays):
+    rngs = [a if type(a) is Rng else None for a in arrays]
+    if any(r is None for r in rngs):
+        raise err("#VALUE!", "SUMPRODUCT takes ranges")
+    rows, cols = rngs[0].rows, rngs[0].cols
+    if any(r.rows != rows or r.cols != cols for r in rngs):
+        raise err("#VALUE!", "SUMPRODUCT ranges must have the same shape")
+    total = 0.0
+    for i in range(min(rows, 1 + max(r.book.extent(r.sheet)[0] - r.r1 for r in rngs))):
+        for j in range(min(cols, 1 + max(r.book.extent(r.sheet)[1] - r.c1 for r in rngs))):
+            p = 1.0
+            for r in rngs:
+                v = r.get(i, j)
+                if type(v) is XlError:
+                    raise v
+                p *= v if type(v) in (float, int) else 0.0
+            total += p
+    return total
+
+
+def ROUND(x, digits=0.0):
+    return round_decimal(num(x), num(digits), "half")
+
+
+def ROUNDUP(x, digits=0.0):
+    return round_decimal(num(x), num(digits), "up")
+
+
+def ROUNDDOWN(x, digits=0.0):
+    return round_decimal(num(x), num(digits), "down")
+
+
+def INT(x):
+    return float(math.floor(num(x)))
+
+
+def ABS(x):
+    return abs(num(x))
+
+
+def SQRT(x):
+    x = num(x)
+    if x < 0:
+        raise err("#VALUE!", "square root of a negative number")
+    return math.sqrt(x)
+
+
+def MOD(a, b):
+    a, b = num(a), num(b)
+    if b == 0:
+        raise err("#DIV/0!", "MOD by zero")
+    return a - b * math.floor(a / b)
+
+
+def POWER(a, b):
+    from envs.spreadsheet.functions import _pow, check_num
+
+    return check_num(_pow(num(a), num(b)))
+
+
+# --- logic (IF, IFERROR, ISERROR... are lazy: they get ctx and thunks)
+
+
+def IF(ctx, cond, then=None, other=None):
+    c = cond(ctx)
+    if type(c) is XlError:
+        return c
+    if truth(c):
+        return single(then(ctx)) if then is not None else True
+    return single(other(ctx)) if other is not None else False
+
+
+def IFERROR(ctx, value, fallback):
+    v = single(value(ctx))
+    return single(fallback(ctx)) if type(v) is XlError else v
+
+
+def IFNA(ctx, value, fallback):
+    v = single(value(ctx))
+    return single(fallback(ctx)) if type(v) is XlError and v.code == "#N/A" else v
+
+
+def _is(ctx, thunk, test):
+    try:
+        v = single(thunk(ctx))
+    except XlError as e:
+        v = e
+    return test(v)
+
+
+def ISERROR(ctx, x):
+    return _is(ctx, x, lambda v: type(v) is XlError)
+
+
+def ISNA(ctx, x):
+    return _is(ctx, x, lambda v: type(v) is XlError and v.code == "#N/A")
+
+
+def ISERR(ctx, x):
+    return _is(ctx, x, lambda v: type(v) is XlError and v.code != "#N/A")
+
+
+def CHOOSE(ctx, index, *options):
+    i = int(num(index(ctx)))
+    if not 1 <= i <= len(options):
+        raise err("#VALUE!", f"CHOOSE index {i} is outside 1..{len(options)}")
+    return single(options[i - 1](ctx))
+
+
+def _logic(args, fname):
+    seen = []
+    for a in args:
+        if type(a) is Rng:
+            for _, _, v in a.filled():
+                if type(v) is XlError:
+                    raise v
+                if type(v) in (bool, float, int):
+                    seen.append(bool(v))
+        elif a is not None:
+            seen.append(truth(a))
+    if not seen:
+        raise err("#VALUE!", f"{fname} found no logical values")
+    return seen
+
+
+def AND(*args):
+    return all(_logic(args, "AND"))
+
+
+def OR(*args):
+    return any(_logic(args, "OR"))
+
+
+def NOT(x):
+    return not truth(x)
+
+
+def ISBLANK(x):
+    return single(x) is None
+
+
+def ISNUMBER(x):
+    return type(single(x)) in (float, int)
+
+
+def ISTEXT(x):
+    return type(single(x)) is str
+
+
+def NA():
+    raise err("#N/A", "NA()")
+
+
+# --- lookup
+
+
+def _lookup_eq(want):
+    if type(want) is str and any(ch in want for ch in "*?~"):
+        rx = _wildcard(want)
+        return lambda v: type(v) is str and rx.fullmatch(v) is not None
+    return lambda v: v is not None and _rank_same(v, want) and compare(v, want) == 0
+
+
+def _rank_same(a, b):
+    return (type(a) is str) == (type(b) is str) and (type(a) is bool) == (type(b) is bool)
+
+
+def _approx_pos(values, want, descending=False):
+    best = None
+    for k, v in enumerate(values):
+        if v is None or not _rank_same(v, want):
+            continue
+        c = compare(v, want)
+        if c == 0 or (c < 0) != descending:
+            best = k
+            if c == 0 and not descending:
+                continue
+        else:
+            break
+    return best
+
+
+def MATCH(want, rng, mode=1.0):
+    want, mode = single(want), num(mode)
+    values = _need_range(rng, "MATCH").vector()
+    if mode == 0:
+        eq = _lookup_eq(want)
+        pos = next((k for k, v in enumerate(values) if eq(v)), None)
+    else:
+        pos = _approx_pos(values, want, descending=mode < 0)
+    if pos is None:
+        raise err("#N/A", f"{text(want)[:30]!r} was not found")
+    return float(pos + 1)
+
+
+def VLOOKUP(want, table, col, approximate=True):
+    want, col = single(want), int(num(col))
+    table = _need_range(table, "VLOOKUP")
+    if not 1 <= col <= table.cols:
+        raise err("#VALUE!", f"column {col} is outside the table's 1..{table.cols}")
+    first = Rng(table.book, table.sheet, table.r1, table.c1, table.r2, table.c1).vector()
+    if truth(approximate):
+        pos = _approx_pos(first, want)
+    else:
+        eq = _lookup_eq(want)
+        pos = next((k for k, v in enumerate(first) if eq(v)), None)
+    if pos is None:
+        raise err("#N/A", f"{text(want)[:30]!r} was not found in the first column")
+    return table.get(pos, col - 1)
+
+
+def INDEX(rng, row, col=None):
+    rng = _need_range(rng, "INDEX")
+    r, c = int(num(row)), int(num(col)) if col is not None else 0
+    if col is None and rng.rows == 1:
+        r, c = 1, r
+    c = c or (1 if rng.cols == 1 else 0)
+    if not (1 <= r <= rng.rows and 1 <= c <= rng.cols):
+        raise err("#VALUE!", f"position ({r}, {c}) is outside the range's {rng.rows} x {rng.cols}")
+    return rng.get(r - 1, c - 1)
+
+
+def ROW(ctx, ref=None):
+    return float(ctx.row if ref is None else _need_range(ref(ctx), "ROW").r1)
+
+
+def COLUMN(ctx, ref=None):
+    return float(ctx.col if ref is None else _need_range(ref(ctx), "COLUMN").c1)
+
+
+# --- text
+
+
+def _cap(s: str) -> str:
+    if len(s) > MAX_STRING:
+        raise err("#VALUE!", f"text longer than {MAX_STRING} characters")
+    return s
+
+
+def TRIM(s):
+    return " ".join(p for p in text(s).split(" ") if p)
+
+
+def UPPER(s):
+    return text(s).upper()
+
+
+def LOWER(s):
+    return text(s).lower()
+
+
+def PROPER(s):
+    out, prev = [], False
+    for ch in text(s):
+        out.append(ch.lower() if prev else ch.upper())
+        prev = ch.isalpha()
+    return "".join(out)
+
+
+def LEN(s):
+    return float(len(text(s)))
+
+
+def LEFT(s, n=1.0):
+    n = num(n)
+    if n < 0:
+        raise err("#VALUE!", "LEFT with a negative count")
+    return text(s)[: int(n)]
+
+
+def RIGHT(s, n=1.0):
+    n, t = num(n), text(s)
+    if n < 0:
+        raise err("#VALUE!", "RIGHT with a negative count")
+    return t[len(t) - int(n):] if int(n) else ""
+
+
+def MID(s, start, n):
+    start, n = int(num(start)), int(num(n))
+    if start < 1 or n < 0:
+        raise err("#VALUE!", "MID needs start >= 1 and a count >= 0")
+    return text(s)[start - 1: start - 1 + n]
+
+
+def VALUE(s):
+    v = single(s)
+    if type(v) in (float, int):
+        return v
+    x = text_to_number(text(v))
+    if x is None:
+        raise err("#VALUE!", f"{text(v)[:30]!r} is not a number")
+    return x
+
+
+def CONCATENATE(*args):
+    return _cap("".join(text(a) for a in args))
+
+
+def CONCAT(*args):
+    parts = []
+    for a in args:
+        if type(a) is Rng:
+            parts.extend(text(a.get(i, j)) for i in range(a.rows) for j in range(a.cols) if a.rows * a.cols <= 10_000)
+        else:
+            parts.append(text(a))
+    return _cap("".join(parts))
+
+
+def SUBSTITUTE(s, old, new, which=None):
+    s, old, new = text(s), text(old), text(new)
+    if not old:
+        return s
+    if which is None:
+        return _cap(s.replace(old, new))
+    k, pos = int(num(which)), -1
+    for _ in range(k):
+        pos = s.find(old, pos + 1)
+        if pos < 0:
+            return s
+    return _cap(s[:pos] + new + s[pos + len(old):])
+
+
+def EXACT(a, b):
+    return text(a) == text(b)
+
+
+def REPT(s, n):
+    s, n = text(s), int(num(n))
+    if n < 0 or len(s) * n > MAX_STRING:
+        raise err("#VALUE!", f"REPT result would be longer than {MAX_STRING} characters")
+    return s * n
+
+
+def FIND(needle, hay, start=1.0):
+    pos = text(hay).find(text(needle), int(num(start)) - 1)
+    if pos < 0 or num(start) < 1:
+        raise err("#VALUE!", "FIND: text not found")
+    return float(pos + 1)
+
+
+def SEARCH(needle, hay, start=1.0):
+    rx, hay, s = _wildcard(text(needle)), text(hay), int(num(start))
+    m = rx.search(hay, s - 1) if s >= 1 else None
+    if m is None:
+        raise err("#VALUE!", "SEARCH: text not found")
+    return float(m.start() + 1)
+
+
+# --- dates (serial numbers, 1899-12-30 = 0)
+
+
+def DATE(y, m, d):
+    y, m, d = int(num(y)), int(num(m)), int(num(d))
+    if 0 <= y < 1900:
+        y += 1900
+    y, m = y + (m - 1) // 12, (m - 1) % 12 + 1
+    try:
+        serial = (_dt.date(y, m, 1) - _EPOCH).days + d - 1
+    except ValueError:
+        raise err("#NUM!", "DATE outside the supported years") from None
+    return float(serial)
+
+
+def DATEVALUE(s):
+    x = text_to_number(text(s)) if type(single(s)) is str else None
+    if x is None or "-" not in text(s) and "/" not in text(s):
+        raise err("#VALUE!", f"{text(s)[:30]!r} is not a date like 2024-01-31")
+    return x
+
+
+def YEAR(x):
+    return float(serial_to_date(num(x)).year)
+
+
+def MONTH(x):
+    return float(serial_to_date(num(x)).month)
+
+
+def DAY(x):
+    return float(serial_to_date(num(x)).day)
+
+
+_ANY = 255
+FUNCTIONS = {
+    "SUM": (SUM, 1, _ANY), "PRODUCT": (PRODUCT, 1, _ANY), "COUNT": (COUNT, 1, _ANY), "COUNTA": (COUNTA, 1, _ANY),
+    "COUNTBLANK": (COUNTBLANK, 1, 1), "AVERAGE": (AVERAGE, 1, _ANY), "MIN": (MIN, 1, _ANY), "MAX": (MAX, 1, _ANY),
+    "MEDIAN": (MEDIAN, 1, _ANY), "SUMIF": (SUMIF, 2, 3), "SUMIFS": (SUMIFS, 3, _ANY), "COUNTIF": (COUNTIF, 2, 2),
+    "COUNTIFS": (COUNTIFS, 2, _ANY), "AVERAGEIF": (AVERAGEIF, 2, 3), "AVERAGEIFS": (AVERAGEIFS, 3, _ANY),
+    "MAXIFS": (MAXIFS, 3, _ANY), "MINIFS": (MINIFS, 3, _ANY), "SUMPRODUCT": (SUMPRODUCT, 1, _ANY),
+    "ROUND": (ROUND, 1, 2), "ROUNDUP": (ROUNDUP, 1, 2), "ROUNDDOWN": (ROUNDDOWN, 1, 2), "INT": (INT, 1, 1),
+    "ABS": (ABS, 1, 1), "SQRT": (SQRT, 1, 1), "MOD": (MOD, 2, 2), "POWER": (POWER, 2, 2),
+    "IF": (IF, 1, 3), "IFERROR": (IFERROR, 2, 2), "IFNA": (IFNA, 2, 2), "ISERROR": (ISERROR, 1, 1),
+    "ISNA": (ISNA, 1, 1), "ISERR": (ISERR, 1, 1), "CHOOSE": (CHOOSE, 2, _ANY), "AND": (AND, 1, _ANY),
+    "OR": (OR, 1, _ANY), "NOT": (NOT, 1, 1), "ISBLANK": (ISBLANK, 1, 1), "ISNUMBER": (ISNUMBER, 1, 1),
+    "ISTEXT": (ISTEXT, 1, 1), "NA": (NA, 0, 0), "TRUE": (lambda: True, 0, 0), "FALSE": (lambda: False, 0, 0),
+    "MATCH": (MATCH, 2, 3), "VLOOKUP": (VLOOKUP, 3, 4), "INDEX": (INDEX, 2, 3), "ROW": (ROW, 0, 1),
+    "COLUMN": (COLUMN, 0, 1), "TRIM": (TRIM, 1, 1), "UPPER": (UPPER, 1, 1), "LOWER": (LOWER, 1, 1),
+    "PROPER": (PROPER, 1, 1), "LEN": (LEN, 1, 1), "LEFT": (LEFT, 1, 2), "RIGHT": (RIGHT, 1, 2), "MID": (MID, 3, 3),
+    "VALUE": (VALUE, 1, 1), "CONCATENATE": (CONCATENATE, 1, _ANY), "CONCAT": (CONCAT, 1, _ANY),
+    "SUBSTITUTE": (SUBSTITUTE, 3, 4), "EXACT": (EXACT, 2, 2), "REPT": (REPT, 2, 2), "FIND": (FIND, 2, 3),
+    "SEARCH": (SEARCH, 2, 3), "DATE": (DATE, 3, 3), "DATEVALUE": (DATEVALUE, 1, 1), "YEAR": (YEAR, 1, 1),
+    "MONTH": (MONTH, 1, 1), "DAY": (DAY, 1, 1),
+}
+MEMO = frozenset({"SUM", "COUNT", "COUNTA", "AVERAGE", "MIN", "MAX", "SUMIF", "SUMIFS", "COUNTIF", "COUNTIFS",
+                  "AVERAGEIF", "AVERAGEIFS", "MAXIFS", "MINIFS", "SUMPRODUCT", "VLOOKUP", "MATCH", "INDEX"})
+# Arguments that are single values even when written as a cell reference: compiled to the cell's value, so the
+# memo key of SUMIF($B$2:$B$51,B7,...) is the value of B7, not its position.
+SCALAR_ARGS = {
+    "SUMIF": lambda i: i == 1, "COUNTIF": lambda i: i == 1, "AVERAGEIF": lambda i: i == 1,
+    "SUMIFS": lambda i: i >= 2 and i % 2 == 0, "AVERAGEIFS": lambda i: i >= 2 and i % 2 == 0,
+    "MAXIFS": lambda i: i >= 2 and i % 2 == 0, "MINIFS": lambda i: i >= 2 and i % 2 == 0,
+    "COUNTIFS": lambda i: i % 2 == 1, "VLOOKUP": lambda i: i != 1, "MATCH": lambda i: i != 1,
+    "INDEX": lambda i: i != 0,
+}
+LAZY = frozenset({"IF", "IFERROR", "IFNA", "ISERROR", "ISNA", "ISERR", "CHOOSE", "ROW", "COLUMN"})
+
+
+def suggest_function(name: str) -> str:
+    close = difflib.get_close_matches(name, list(FUNCTIONS), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{hint}; supported functions: {', '.join(sorted(FUNCTIONS))}"
+
+
+__all__ = ["FUNCTIONS", "LAZY", "number_text", "suggest_function"]
