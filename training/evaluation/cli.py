@@ -82,6 +82,8 @@ def build_eval_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: where from_pretrained puts it)")
     m.add_argument("--dtype", default=None, help="float32, bfloat16, auto (default: float32 on CPU)")
     m.add_argument("--max-batch-size", type=int, default=64, help="most rows per forward pass (default: 64)")
+    m.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; on a small shared CPU 1 can be much faster)")
     o = p.add_argument_group("openai: policies")
     o.add_argument("--base-url", default="http://localhost:8000/v1", help="endpoint base URL, ending in /v1")
     o.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
@@ -110,6 +112,11 @@ def make_policy(spec: str, args: Any, cache: dict[str, Any] | None = None):
     if name in ("model", "smollm2") and (arg or name == "smollm2"):
         if spec not in cache:
             from training.evaluation.model_policy import TransformersPolicy
+
+            if getattr(args, "threads", None):
+                import torch
+
+                torch.set_num_threads(args.threads)
 
             source, label = arg, None
             if name == "smollm2":

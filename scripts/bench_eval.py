@@ -1,0 +1,98 @@
+"""Benchmark: batched generation across episodes vs one episode at a time, same model, same tasks.
+
+    python scripts/bench_eval.py --model tiny --episodes 32 --batch-size 16
+    python scripts/bench_eval.py --model smollm2 --episodes 16 --batch-size 16 --max-turns 4
+
+Both runs use greedy decoding on the same episode keys, so they play the same games; the script prints wall time,
+episodes/s, generated tokens/s, how many episodes had identical transcripts in both runs, and the speed-up ratio.
+Timings exclude model loading. Threads are pinned (``--threads``) because on a small shared CPU torch's default
+thread count can make either side much slower for reasons unrelated to batching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+
+def _tiny_model(env_id: str, folder: Path) -> Path:
+    """A random-init tiny Qwen2 whose tokenizer is trained on this env's prompts."""
+    import gymnasium
+
+    import envs  # noqa: F401
+    from training.models import build_tiny_model
+
+    env = gymnasium.make(env_id)
+    texts = []
+    for k in range(32):
+        prompt, info = env.reset(seed=k, options={"task_seed": k, "split": "train"})
+        texts += [prompt, json.dumps(info["tools"])]
+    return build_tiny_model(folder, texts=texts, seed=0)
+
+
+def _run(policy, env_id: str, episodes: int, batch_size: int, max_turns: int, out: Path) -> tuple[float, list]:
+    from training.evaluation.runner import EvalConfig, load_episodes, run_eval
+
+    config = EvalConfig(env_ids=(env_id,), splits=("heldout",), fault_kinds=("none",), tasks=episodes, samples=1,
+                        seed=0, max_turns=max_turns, batch_size=batch_size)
+    start = time.perf_counter()
+    run_eval(policy, config, out, progress=False, overwrite=True)
+    return time.perf_counter() - start, load_episodes(out / "episodes.jsonl")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny", help="tiny (built here), smollm2, or a path / hub name")
+    parser.add_argument("--env", default="recoverygym/SupportDesk-v0", help="environment id")
+    parser.add_argument("--episodes", type=int, default=32, help="episodes per run (one per heldout task)")
+    parser.add_argument("--batch-size", type=int, default=16, help="episodes in flight in the batched run")
+    parser.add_argument("--max-turns", type=int, default=4, help="turn limit per episode")
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="generation budget per turn")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both runs (default: 1)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from training.evaluation.model_policy import TransformersPolicy
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.model == "tiny":
+            source, name = _tiny_model(args.env, tmp / "tiny"), "tiny-qwen2 (random init)"
+        elif args.model == "smollm2":
+            from training.models import smollm2_path
+
+            source, name = smollm2_path(), "SmolLM2-135M-Instruct"
+        else:
+            source, name = args.model, args.model
+        policy = TransformersPolicy(source, max_new_tokens=args.max_new_tokens, max_batch_size=args.batch_size)
+        _run(policy, args.env, 2, 2, 1, tmp / "warmup")  # first-call overheads out of the timings
+        rows = {}
+        for label, bs in (("batched", args.batch_size), ("sequential", 1)):
+            wall, eps = _run(policy, args.env, args.episodes, bs, args.max_turns, tmp / label)
+            tokens = sum(e["generated_tokens"] for e in eps)
+            rows[label] = {"batch_size": bs, "wall_s": wall, "episodes": len(eps), "turns": sum(e["turns"] for e in eps),
+                           "tokens": tokens, "episodes_per_s": len(eps) / wall, "tokens_per_s": tokens / wall,
+                           "steps": [e["steps"] for e in eps]}
+    same = sum(a == b for a, b in zip(rows["batched"].pop("steps"), rows["sequential"].pop("steps"), strict=True))
+    ratio = rows["sequential"]["wall_s"] / rows["batched"]["wall_s"]
+    print(f"model {name} · env {args.env} · {args.episodes} episodes x <= {args.max_turns} turns · "
+          f"{args.max_new_tokens} new tokens/turn · torch {torch.__version__} · {args.threads} thread(s)")
+    for label, r in rows.items():
+        print(f"  {label:>10} (batch {r['batch_size']:>3}): {r['wall_s']:7.2f} s  {r['episodes_per_s']:6.2f} ep/s  "
+              f"{r['tokens_per_s']:8.1f} tok/s  ({r['turns']} turns, {r['tokens']} tokens)")
+    print(f"  identical transcripts: {same}/{args.episodes}")
+    print(f"  speed-up of batched over sequential: {ratio:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"model": name, "args": vars(args) | {"json": str(args.json)}, **rows,
+                                         "identical": same, "ratio": ratio}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
