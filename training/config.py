@@ -330,6 +330,16 @@ def load_config(
     return config
 
 
+def _yaml11_words(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """``save_strategy: no`` reads as False in YAML 1.1: give the word back to fields that are not booleans."""
+    types_by_name = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    out = dict(values)
+    for key, value in values.items():
+        if isinstance(value, bool) and key in types_by_name and "bool" not in types_by_name[key]:
+            out[key] = "yes" if value else "no"
+    return out
+
+
 def _has_accelerator() -> bool:
     import torch
 
@@ -346,7 +356,7 @@ def trl_config(config: ExperimentConfig, stage: str):
     import trl
 
     cls = {"sft": trl.SFTConfig, "grpo": trl.GRPOConfig}[stage]
-    given = dict(getattr(config, stage))
+    given = _yaml11_words(cls, dict(getattr(config, stage)))
     for key, owner in RUN_OWNED_TRL_FIELDS.items():
         if key in given:
             raise ConfigError(f"{stage}.{key} is set by the run; set {owner} instead")
