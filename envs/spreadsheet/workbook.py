@@ -60,12 +60,33 @@ class Sheet:
             self._extent = (max((r for r, _ in self.cells), default=0), max((c for _, c in self.cells), default=0))
         return self._extent
 
-    def __getstate__(self):
-        return (self.name, self.cells, self.formulas)
+    def __getstate__(self):  # formulas are closures: pickle their text, compile again on load (cached by text)
+        cells = {k: _FormulaText(v.text) if type(v) is Formula else v for k, v in self.cells.items()}
+        return (self.name, cells)
 
     def __setstate__(self, state):
-        self.name, self.cells, self.formulas = state
-        self._extent = None
+        self.name, cells = state
+        for k, v in cells.items():
+            if type(v) is _FormulaText:
+                try:
+                    cells[k] = parse_formula(v.text)
+                except FormulaSyntaxError as e:
+                    cells[k] = broken_formula(v.text, str(e))
+        self.cells, self._extent = cells, None
+        self.formulas = {k for k, v in cells.items() if type(v) is Formula}
+
+
+class _FormulaText:
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __getstate__(self):
+        return self.text
+
+    def __setstate__(self, text):
+        self.text = text
 
 
 class Workbook:
@@ -374,6 +395,35 @@ class Workbook:
                     raw = raw.text
                     raw = rewrite_refs(raw, lambda b, d=r1 + k - src: move_box(b, d, 0))
                 self.set_cell(s.name, r1 + k, c, raw)
+
+
+def _sort_rank(v) -> int:
+    t = type(v)
+    return 0 if t is float or t is int else 1 if t is str else 2 if t is bool else 3
+
+
+def row_compare(a: tuple, b: tuple, keys: list[tuple[int, bool]]) -> int:
+    """Spreadsheet sort order by keys (index, descending): numbers < text (case-insensitive) < TRUE/FALSE < errors;
+    blank cells go last whichever the direction."""
+    for idx, desc in keys:
+        x, y = a[idx], b[idx]
+        xb, yb = x is None or x == "", y is None or y == ""
+        if xb or yb:
+            if xb != yb:
+                return 1 if xb else -1
+            continue
+        rx, ry = _sort_rank(x), _sort_rank(y)
+        if rx != ry:
+            c = -1 if rx < ry else 1
+        else:
+            if rx == 1:
+                x, y = x.lower(), y.lower()
+            elif rx == 3:
+                x, y = x.code, y.code
+            c = 0 if x == y else -1 if x < y else 1
+        if c:
+            return -c if desc else c
+    return 0
 
 
 def move_box(box: RefBox, drow: int, dcol: int) -> RefBox | None:
