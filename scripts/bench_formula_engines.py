@@ -187,9 +187,9 @@ def _plain(value):
 
 class Ours:
     def load(self, path):
-        from envs.spreadsheet.workbook import Workbook
+        from envs.spreadsheet.xlsx import from_xlsx
 
-        self.wb = Workbook.from_xlsx(path)
+        self.wb = from_xlsx(path)
 
     def get(self, sheet, cell):
         return _plain(self.wb.value(sheet, cell))

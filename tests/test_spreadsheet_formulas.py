@@ -18,7 +18,8 @@ from envs.spreadsheet.formulas import (
     parse_formula,
     rewrite_refs,
 )
-from envs.spreadsheet.workbook import Workbook, from_xlsx, move_box, to_xlsx
+from envs.spreadsheet.workbook import Workbook, move_box
+from envs.spreadsheet.xlsx import from_xlsx, to_xlsx
 
 
 def book_with(cells: dict[str, object], sheets=("S", "T")) -> Workbook:

@@ -7,8 +7,6 @@ is fine), which also finds circular references and gives their cells ``#VALUE!``
 
 from __future__ import annotations
 
-import datetime as _dt
-import io
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -34,7 +32,6 @@ _FAST_DEPTH = 30  # formula-to-formula recursion allowed before switching to the
 
 class _Restart(Exception):
     """Unwinds a recursive evaluation that met a cycle or grew too deep (never an agent-visible error)."""
-_EPOCH = _dt.datetime(1899, 12, 30)
 
 
 def addr(row: int, col: int) -> str:
@@ -98,6 +95,7 @@ class Workbook:
         self._memo: dict = {}  # range reads and aggregate results, valid until the next change
         self._index = None  # who reads which cell: built on demand, dropped when a formula changes
         self._active: set = set()
+        self.version = 0  # bumped by every change
 
     # --- state -------------------------------------------------------------------------------------------------
 
@@ -131,7 +129,12 @@ class Workbook:
         return self.sheets[name]
 
     def _changed(self, formulas: bool, key=None) -> None:
+        self.version += 1
         self._memo.clear()
+        if not self._values:  # nothing computed yet, nothing to forget
+            if formulas:
+                self._index = None
+            return
         if formulas or key is None:
             self._values.clear()
             self._index = None
@@ -457,67 +460,3 @@ def _shift_refs(target: str, own: str, axis: str, at: int, count: int, limit: in
             lo, hi = new_lo, new_hi
         return replace(box, r1=lo, r2=hi) if axis == "row" else replace(box, c1=lo, c2=hi)
     return change
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# .xlsx in and out (openpyxl). Dates become serial numbers; formulas are written as text so Excel and LibreOffice
-# recalculate them on open.
-
-
-def from_xlsx(source) -> Workbook:
-    """Load a workbook from a path or file object; formulas we cannot parse are kept and show #NAME?."""
-    import openpyxl
-
-    book = openpyxl.load_workbook(source, data_only=False)
-    wb = Workbook(tuple(book.sheetnames))
-    for ws in book.worksheets:
-        s = wb.sheets[ws.title]
-        for row in ws.iter_rows():
-            for cell in row:
-                v = cell.value
-                if v is None:
-                    continue
-                if hasattr(v, "text"):  # ArrayFormula / DataTableFormula
-                    v = v.text
-                if isinstance(v, _dt.datetime):
-                    v = (v - _EPOCH).total_seconds() / 86400
-                elif isinstance(v, _dt.date):
-                    v = float((v - _EPOCH.date()).days)
-                elif isinstance(v, _dt.time):
-                    v = (v.hour * 3600 + v.minute * 60 + v.second) / 86400
-                if isinstance(v, str) and v.startswith("=") and len(v) > 1:
-                    try:
-                        v = parse_formula(v)
-                    except FormulaSyntaxError as e:
-                        v = broken_formula(v, str(e))
-                    s.formulas.add((cell.row, cell.column))
-                s.cells[(cell.row, cell.column)] = v
-        s._extent = None
-    return wb
-
-
-def to_xlsx(wb: Workbook, target=None) -> bytes | None:
-    """Save to a path or file object; with no target, return the .xlsx bytes."""
-    import openpyxl
-
-    book = openpyxl.Workbook()
-    book.remove(book.active)
-    for s in wb.sheets.values():
-        ws = book.create_sheet(s.name)
-        for (r, c), raw in s.cells.items():
-            if type(raw) is Formula:
-                ws.cell(row=r, column=c, value=raw.text)
-            elif type(raw) is XlError:
-                ws.cell(row=r, column=c, value=raw.code)
-            else:
-                ws.cell(row=r, column=c, value=raw)
-    if target is None:
-        buf = io.BytesIO()
-        book.save(buf)
-        return buf.getvalue()
-    book.save(target)
-    return None
-
-
-Workbook.from_xlsx = staticmethod(from_xlsx)  # type: ignore[attr-defined]
-Workbook.to_xlsx = to_xlsx  # type: ignore[attr-defined]
