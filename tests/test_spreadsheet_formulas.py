@@ -182,3 +182,15 @@ def test_workbook_pickles_and_copies_independently():
     copy = wb.copy()
     copy.set_value("S", "A1", 5)
     assert (wb.value("S", "B1"), clone.value("S", "B1"), copy.value("S", "B1")) == (2.0, 2.0, 6.0)
+
+
+@pytest.mark.parametrize("formula", [
+    '=SUBSTITUTE(REPT("a",30000),"a",REPT("b",30000))', "=CONCAT(A1:A40)", '=CONCATENATE(A1,A1,A1)',
+    '=A1&A1', '=REPT(A1,2)',
+])
+def test_text_bombs_stop_at_the_cell_limit(formula):
+    wb = Workbook(("S",))
+    for r in range(1, 41):
+        wb.set_cell("S", r, 1, "x" * 20_000)
+    wb.set_cell("S", 1, 2, formula)
+    assert wb.cell_value("S", 1, 2) == XlError("#VALUE!")

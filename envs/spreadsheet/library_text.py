@@ -82,17 +82,32 @@ def VALUE(s):
 
 
 def CONCATENATE(*args):
-    return _cap("".join(text(a) for a in args))
+    return _joined(text(a) for a in args)
+
+
+def _joined(pieces) -> str:
+    """Join texts, stopping as soon as the result would pass the cell limit (never builds a huge string)."""
+    parts, size = [], 0
+    for piece in pieces:
+        size += len(piece)
+        if size > MAX_STRING:
+            raise err("#VALUE!", f"text longer than {MAX_STRING} characters")
+        parts.append(piece)
+    return "".join(parts)
+
+
+def _range_texts(a):
+    if type(a) is not Rng:
+        yield text(a)
+        return
+    max_r, max_c = a.book.extent(a.sheet)
+    for i in range(min(a.rows, max(0, max_r - a.r1 + 1))):
+        for j in range(min(a.cols, max(0, max_c - a.c1 + 1))):
+            yield text(a.get(i, j))
 
 
 def CONCAT(*args):
-    parts = []
-    for a in args:
-        if type(a) is Rng:
-            parts.extend(text(a.get(i, j)) for i in range(a.rows) for j in range(a.cols) if a.rows * a.cols <= 10_000)
-        else:
-            parts.append(text(a))
-    return _cap("".join(parts))
+    return _joined(t for a in args for t in _range_texts(a))
 
 
 def SUBSTITUTE(s, old, new, which=None):
@@ -100,7 +115,9 @@ def SUBSTITUTE(s, old, new, which=None):
     if not old:
         return s
     if which is None:
-        return _cap(s.replace(old, new))
+        if len(s) + s.count(old) * (len(new) - len(old)) > MAX_STRING:
+            raise err("#VALUE!", f"SUBSTITUTE result would be longer than {MAX_STRING} characters")
+        return s.replace(old, new)
     k, pos = int(num(which)), -1
     for _ in range(k):
         pos = s.find(old, pos + 1)
