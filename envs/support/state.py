@@ -10,6 +10,7 @@ Money is integer cents everywhere; days are proleptic ordinals (``datetime.date.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from dataclasses import dataclass, field
@@ -194,6 +195,12 @@ class DeskState:
             address={o.order_id: o.address for o in world.orders.values()},
             stock=dict(world.stock),
         )
+
+    def copy(self) -> DeskState:
+        """An independent copy; the world is immutable and shared."""
+        return DeskState(self.world, self.customer_id, dict(self.status), dict(self.address), dict(self.stock),
+                         dict(self.exchanges), [dataclasses.replace(t) for t in self.transactions], list(self.changes),
+                         list(self.escalations), list(self.replies), set(self.verified), self.closed)
 
     def active(self, kind: str | None = None) -> list[Transaction]:
         return [t for t in self.transactions if not t.voided and (kind is None or t.kind == kind)]
