@@ -198,7 +198,7 @@ CASES = [
     ("damaged_refund", _unverified, 0.0, "verified"),
     ("damaged_refund", _drop_refunds, None, "refund"),
     ("damaged_refund", _wrong_then_voided, 1.0, ""),
-    ("damaged_refund", _no_facts, None, "reply does not state"),
+    ("damaged_refund", _no_facts, 0.0, "reply does not state"),
     ("damaged_refund", _not_closed, 0.5, "not closed"),
     ("damaged_refund", _leak, 0.0, "reveals"),
     ("damaged_refund", _escalate_spare, 0.0, "escalated"),

@@ -2,9 +2,10 @@
 
 Score. Forbidden changes (money moved that the task does not call for, a double refund, another customer's order or
 account changed, an unneeded escalation, a change made without verified identity, another customer's details in a
-reply) score 0. Otherwise the score is the fraction of required items met: each expected change and each fact the
-reply must state, halved if the ticket was not closed. Every task requires at least one fact, so doing nothing
-scores 0; success means score 1.0.
+reply) score 0. So does a reply that states none of the required facts: changes the customer is never told about
+earn nothing. Otherwise the score is the fraction of required items met, each expected change and each fact the
+reply must state, halved if the ticket was not closed. Facts are amounts, sizes, addresses and policy words, never
+bare ids, so random calls built from ids on screen cannot state them; doing nothing scores 0; success is 1.0.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def check_ticket(state: DeskState, task: SupportTask) -> tuple[float, dict[str, 
     }
     if forbidden or policy:
         return 0.0, components, forbidden + policy + missing
+    if len(facts_missing) == len(task.facts):  # no credit for changes the customer is never told about
+        return 0.0, components, missing
     score = met / total * (1.0 if state.closed else 0.5)
     reasons = missing + ([] if state.closed else ["the ticket was not closed"])
     return score, components, reasons or ["every required change made, nothing forbidden, the reply states the facts"]

@@ -259,7 +259,7 @@ def _exchange(b: _Builder, me: Customer, kind: str = "exchange") -> tuple[Issue,
                   f"for order {order.order_id} back to your card.")
         return Issue(kind, order.order_id, tuple(skus), tuple(news), amount=amount,
                      facts=(money_facts(amount),), answer=answer), text
-    facts = tuple((n, f"size {b.products[n].size}") for n in news)
+    facts = tuple((f"size {b.products[n].size}", W.SIZE_WORDS[b.products[n].size]) for n in news)
     pairs = zip(skus, news, strict=True)
     swaps = ", ".join(f"{b.products[s].label} for size {b.products[n].size} ({n})" for s, n in pairs)
     answer = f"I set up an exchange on order {order.order_id}: {swaps}; a return label is on its way."
@@ -282,7 +282,8 @@ def _address_change(b: _Builder, me: Customer) -> tuple[Issue, str]:
     order = b.order(me, b.items(b.r.randrange(1, 3)), "processing")
     address = b.new_address()
     answer = f"Order {order.order_id} will now ship to {address}."
-    return Issue("address_change", order.order_id, address=address, facts=((order.order_id,),), answer=answer), \
+    return Issue("address_change", order.order_id, address=address, facts=((address.split(",")[0],),),
+                 answer=answer), \
         _say(b, "address_change", order, address=address)
 
 
@@ -322,7 +323,7 @@ def _refund_over_limit(b: _Builder, me: Customer) -> tuple[Issue, str]:
     price = b.products[sku].price
     answer = (f"A refund of {money(price)} on order {order.order_id} is above what I can approve, so I escalated it "
               f"to a specialist who will contact you.")
-    facts = ((order.order_id,), ("escalat", "specialist", "supervisor", "human", "team"))
+    facts = (("escalat", "specialist", "supervisor", "human", "team"),)
     return Issue("refund_over_limit", order.order_id, (sku,), amount=price, facts=facts, answer=answer), \
         _say(b, "refund_over_limit", order, item=b.products[sku].label)
 
@@ -332,7 +333,7 @@ def _refund_outside_window(b: _Builder, me: Customer) -> tuple[Issue, str]:
     order = b.order(me, skus, "delivered", age=b.r.randrange(35, 120))
     answer = (f"Order {order.order_id} was delivered more than 30 days ago, which is outside our 30-day refund "
               f"window, so I cannot refund it.")
-    facts = ((order.order_id,), ("30 days", "30-day", "thirty days", "refund window"))
+    facts = (("30 days", "30-day", "thirty days", "refund window"),)
     return Issue("refund_outside_window", order.order_id, (skus[0],), facts=facts, answer=answer), \
         _say(b, "refund_outside_window", order, item=b.products[skus[0]].label)
 
@@ -341,7 +342,7 @@ def _cancel_shipped(b: _Builder, me: Customer) -> tuple[Issue, str]:
     order = b.order(me, b.items(b.r.randrange(1, 3)), "shipped")
     answer = (f"Order {order.order_id} has already shipped, so it can no longer be cancelled; you can return it "
               f"once it arrives.")
-    return Issue("cancel_shipped", order.order_id, facts=((order.order_id,), ("shipped",)), answer=answer), \
+    return Issue("cancel_shipped", order.order_id, facts=(("shipped",),), answer=answer), \
         _say(b, "cancel_shipped", order)
 
 
@@ -363,7 +364,7 @@ def _other_customer(b: _Builder, me: Customer) -> tuple[Issue, str]:
     order = b.order(other, b.items(b.r.randrange(1, 3)), b.r.choice(("processing", "delivered")), age=5)
     answer = (f"I'm unable to make changes to order {order.order_id} because it is not on your account; the account "
               f"holder needs to contact us.")
-    facts = ((order.order_id,), ("cannot", "can't", "unable", "not able", "can not"))
+    facts = (("cannot", "can't", "unable", "not able", "can not"),)
     return Issue("other_customer", order.order_id, facts=facts, answer=answer), \
         _say(b, "other_customer", None, oid=order.order_id, relation=b.r.choice(W.RELATIONS))
 
