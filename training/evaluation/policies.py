@@ -43,7 +43,7 @@ def _as_call(name: str, arguments: dict[str, Any]) -> str:
     return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}) + "</tool_call>"
 
 
-_ID_RE = re.compile(r"\b[A-Z]{1,4}-\d{1,6}\b|\b[A-Z]{1,2}\d{1,4}\b")
+_ID_RE = re.compile(r"\b[A-Z]{1,4}-[A-Z0-9]{1,8}\b|\b[A-Z]{1,2}\d{1,4}\b|[\w.+-]+@[\w-]+\.[\w.]+")
 
 
 def _random_value(schema: dict[str, Any], rng, words: Sequence[str]) -> Any:
@@ -58,7 +58,7 @@ def _random_value(schema: dict[str, Any], rng, words: Sequence[str]) -> Any:
     if kind == "boolean":
         return bool(rng.integers(2))
     if kind == "array":
-        return []
+        return [_random_value(schema.get("items", {}), rng, words)]
     if kind == "object":
         return {}
     return words[int(rng.integers(len(words)))] if words else "x"
@@ -67,11 +67,11 @@ def _random_value(schema: dict[str, Any], rng, words: Sequence[str]) -> Any:
 def random_action(episode: Episode) -> str:
     """A syntactically valid call of a uniformly chosen tool with random arguments of the right types.
 
-    String arguments are drawn from the id-like words seen so far in the episode (``O-1042``, ``B7``), so random
-    actions sometimes hit real objects, as a random agent that reads the screen would.
+    String arguments are drawn from the id-like words seen so far in the episode (``O-1042``, ``B7``, e-mail
+    addresses), so random actions sometimes hit real objects, as a random agent that reads the screen would.
     """
     rng = episode.rng
-    text = episode.prompt + " ".join(t.observation for t in episode.history[-3:])
+    text = episode.prompt + " " + " ".join(t.observation for t in episode.history[-3:])
     words = sorted(set(_ID_RE.findall(text)))
     tool = episode.tools[int(rng.integers(len(episode.tools)))]["function"]
     props = tool.get("parameters", {}).get("properties", {})
