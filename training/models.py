@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ARCHITECTURES",
     "CHATML_TOOL_TOKENS",
     "build_tiny_model",
     "cache_dir",
@@ -57,18 +58,36 @@ def tool_chat_template() -> str:
 # A tiny model built locally
 
 
-def _train_tokenizer(texts: Iterable[str], vocab_size: int):
-    """A byte-level BPE with Qwen2's pre-tokenizer, so ``AutoTokenizer`` reloads it with identical ids."""
+ARCHITECTURES = ("qwen2", "llama")
+# Ids, emails, amounts, dates: anything with a digit or an @ (a dot only inside). Kept as their own pre-tokens so an
+# entity tokenizes the same in the prompt and in the tool call that copies it.
+_ENTITY_REGEX = r"(?:[\w@+-]|\.(?=[\w@]))*[\d@](?:[\w@+-]|\.(?=[\w@]))*"
+
+
+def _train_tokenizer(texts: Iterable[str], vocab_size: int, architecture: str):
+    """A byte-level BPE trained on ``texts``.
+
+    ``qwen2``: Qwen2's word-level pre-tokenizer regex (``AutoTokenizer`` rebuilds a qwen2 model's tokenizer with it,
+    so anything else would change ids after a reload). ``llama``: lines are pre-split and entities (ids, emails,
+    amounts) isolated; merges cross spaces and punctuation otherwise, so the boilerplate every prompt repeats (tool
+    schemas, policy text) becomes a few long tokens: about 4x shorter sequences on environment transcripts. A llama
+    model's tokenizer is loaded as saved.
+    """
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     backend = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     backend.normalizer = normalizers.NFC()
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    if architecture == "qwen2":
+        from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+        splits = [pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False)]
+    else:
+        splits = [
+            pre_tokenizers.Split("\n", behavior="merged_with_previous"),
+            pre_tokenizers.Split(Regex(_ENTITY_REGEX), behavior="isolated", invert=False),
         ]
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [*splits, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
     )
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -76,6 +95,7 @@ def _train_tokenizer(texts: Iterable[str], vocab_size: int):
         min_frequency=2,
         special_tokens=list(_SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        max_token_length=64,
         show_progress=False,
     )
     backend.train_from_iterator(texts, trainer=trainer)
@@ -91,8 +111,9 @@ def build_tiny_model(
     hidden_size: int = 64,
     num_layers: int = 2,
     vocab_size: int = 2048,
+    architecture: str = "qwen2",
 ) -> Path:
-    """Build and save a randomly initialised small ``Qwen2ForCausalLM`` with a tokenizer trained on ``texts``.
+    """Build and save a randomly initialised small causal LM with a tokenizer trained on ``texts``.
 
     Args:
         output_dir: Folder to write (created; existing files are overwritten).
@@ -101,20 +122,31 @@ def build_tiny_model(
         hidden_size: Model width; heads are ``hidden_size // 16`` (at least 1).
         num_layers: Number of transformer layers.
         vocab_size: Upper bound of the BPE vocabulary (special and tool tokens come on top).
+        architecture: ``qwen2`` (``Qwen2ForCausalLM``, word-level tokenizer) or ``llama`` (``LlamaForCausalLM``,
+            line-level tokenizer with much shorter sequences; what the CPU quickstart uses).
 
     Returns:
         The folder, loadable with ``load_model_and_tokenizer``.
     """
     import torch
-    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import (
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture {architecture!r} is not one of {list(ARCHITECTURES)}")
     texts = list(texts)
     if not texts:
         raise ValueError("build_tiny_model needs texts to train its tokenizer on; pass rendered env transcripts")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    backend = _train_tokenizer(texts, vocab_size)
+    backend = _train_tokenizer(texts, vocab_size, architecture)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token="<|im_end|>",
@@ -128,7 +160,7 @@ def build_tiny_model(
     tokenizer.chat_template = tool_chat_template()
 
     heads = max(1, hidden_size // 16)
-    config = Qwen2Config(
+    shape = dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 4,
@@ -140,10 +172,12 @@ def build_tiny_model(
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        use_sliding_window=False,
     )
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
+    if architecture == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**shape, use_sliding_window=False))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**shape))
     model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None
     )
