@@ -1,0 +1,425 @@
+"""What a task asks for, as *goals*: each knows its target cells, how to judge them, and how to reach them.
+
+A goal's expected values are computed from the task's records (the clean truth of the data table, which a
+coworker's concurrent edit may change) and from where each record sits in the *final* workbook (found by its id),
+so an agent may solve a task any equivalent way. A live goal also needs formulas that stay right when the data
+changes: the checker edits the data in a copy of the workbook and compares again.
+
+``plan(env)`` returns the tool calls that reach the goal from the env's current state; the reference planner
+runs them on a scratch copy goal after goal (``plan.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from envs.core.tools import ToolCall
+from envs.spreadsheet.formulas import XlError, col_letter
+from envs.spreadsheet.functions import number_text, round_decimal
+from envs.spreadsheet.workbook import row_compare
+
+Key = tuple[str, int, int]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the data table lives: sheet, column order (roles), header texts; header in row 1, data from row 2."""
+
+    sheet: str
+    roles: tuple[str, ...]
+    headers: tuple[str, ...]
+    first: int = 2
+
+    def col(self, role: str) -> int:
+        return self.roles.index(role) + 1
+
+    def letter(self, role: str) -> str:
+        return col_letter(self.col(role))
+
+    def header(self, role: str) -> str:
+        return self.headers[self.roles.index(role)]
+
+    def last(self, n_records: int) -> int:
+        return self.first + n_records - 1
+
+
+def same_value(got: Any, want: Any) -> bool:
+    """Computed-value equality: numbers within 1e-9 relative, text exact, errors by code, blank == ''."""
+    if isinstance(want, float | int) and not isinstance(want, bool):
+        return isinstance(got, float | int) and not isinstance(got, bool) and math.isclose(
+            got, want, rel_tol=1e-9, abs_tol=1e-9)
+    if want is None or want == "":
+        return got is None or got == ""
+    if isinstance(want, XlError):
+        return got == want
+    return type(got) is type(want) and got == want
+
+
+def show(v: Any) -> str:
+    if v is None:
+        return "blank"
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, float | int):
+        return number_text(v)
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def compute(op: str, params: tuple, rec: dict, records) -> Any:
+    """The value of a per-row formula for one record; ops are data so tasks pickle."""
+    amount = rec["n"] * rec["x"] if "n" in rec and "x" in rec else None
+    if op == "product":
+        return amount
+    if op == "tax":
+        return round_decimal(amount * (1 + params[0]), 2, "half")
+    if op == "flag":
+        threshold, high, low = params
+        return high if amount > threshold else low
+    if op == "lookup":
+        return dict(params)[rec["code"]]
+    if op == "share":
+        total = math.fsum(r["n"] for r in records if r["cat"] == rec["cat"])
+        return round_decimal(rec["n"] / total, 3, "half")
+    if op == "year":
+        return float(int(rec["date"][:4]))
+    if op == "month":
+        return float(int(rec["date"][5:7]))
+    if op == "rate":
+        return round_decimal(rec["x"] * (1 + params[0]), 2, "half")
+    raise ValueError(f"unknown op {op!r}")
+
+
+def aggregate(func: str, values: list) -> Any:
+    if func == "SUM":
+        return math.fsum(values)
+    if func == "AVERAGE":
+        return math.fsum(values) / len(values) if values else XlError("#DIV/0!")
+    if func == "MAX":
+        return max(values, default=0.0)
+    if func == "MIN":
+        return min(values, default=0.0)
+    if func == "COUNT":
+        return float(len(values))
+    raise ValueError(f"unknown aggregate {func!r}")
+
+
+def rows_by_id(state, task) -> dict[Any, int]:
+    """Row of each record id in the current table (first occurrence)."""
+    lay, book = task.layout, state.book
+    col, out = lay.col("id"), {}
+    max_row = book.extent(lay.sheet)[0]
+    for r in range(lay.first, max_row + 1):
+        v = book.cell_value(lay.sheet, r, col)
+        if v is not None and v not in out:
+            out[v] = r
+    return out
+
+
+def record_at(state, task, records, row: int):
+    """The record whose id is in ``row`` of the table, or None."""
+    v = state.book.cell_value(task.layout.sheet, row, task.layout.col("id"))
+    return next((rec for rec in records if rec["id"] == v), None)
+
+
+@dataclass
+class Goal:
+    """Base: target cells with expected values; ``live`` means each target must be a formula that stays right."""
+
+    live: bool = False
+    text: str = ""
+
+    def expected(self, state, task, records) -> dict[Key, Any]:
+        raise NotImplementedError
+
+    def formula_cells(self, state, task, records) -> set[Key]:
+        """Targets that must hold formulas when the goal is live (default: every non-header target)."""
+        return set(self.expected(state, task, records))
+
+    def check(self, state, task, records) -> list[str]:
+        want = self.expected(state, task, records)
+        reasons = []
+        for (s, r, c), v in want.items():
+            got = state.book.cell_value(s, r, c) if s in state.book.sheets else None
+            if not same_value(got, v):
+                reasons.append(f"{s}!{col_letter(c)}{r} is {show(got)}, expected {show(v)}")
+        if self.live:
+            for s, r, c in sorted(self.formula_cells(state, task, records)):
+                raw = state.book.raw(s, r, c) if s in state.book.sheets else None
+                if not (isinstance(raw, str) and raw.startswith("=")):
+                    reasons.append(f"{s}!{col_letter(c)}{r} must be a live formula, not a typed value")
+        return reasons
+
+    def plan(self, env) -> list[ToolCall]:
+        raise NotImplementedError
+
+
+@dataclass
+class NewColumn(Goal):
+    """A column of one formula per row (added, or repaired), with its header."""
+
+    col: int = 0
+    header: str = ""
+    op: str = "product"  # see compute()
+    params: tuple = ()
+    formula: str = ""  # with {r} for the row, e.g. "=F{r}*G{r}"
+
+    def expected(self, state, task, records):
+        lay = task.layout
+        out: dict[Key, Any] = {(lay.sheet, 1, self.col): self.header}
+        for r in range(lay.first, lay.last(len(records)) + 1):
+            rec = record_at(state, task, records, r)
+            out[(lay.sheet, r, self.col)] = (compute(self.op, self.params, rec, records) if rec is not None
+                                             else "<row data damaged>")
+        return out
+
+    def formula_cells(self, state, task, records):
+        return {k for k in self.expected(state, task, records) if k[1] != 1}
+
+    def plan(self, env):
+        lay, n = env.task.layout, len(env.state.records)
+        calls = []
+        head = env.state.book.cell_value(lay.sheet, 1, self.col)
+        if head != self.header:
+            calls.append(ToolCall("write_values", {"cells": f"{lay.sheet}!{col_letter(self.col)}1",
+                                                   "values": [[self.header]]}))
+        first = f"{col_letter(self.col)}{lay.first}"
+        calls.append(ToolCall("set_formula", {"cell": f"{lay.sheet}!{first}", "formula": self.formula.format(r=lay.first)}))
+        if n > 1:
+            calls.append(ToolCall("fill", {"cells": f"{lay.sheet}!{first}:{col_letter(self.col)}{lay.last(n)}",
+                                           "direction": "down"}))
+        return calls
+
+
+@dataclass
+class InPlace(Goal):
+    """Clean one column of the table where it is: its cells must hold the clean values (typed, not formulas)."""
+
+    role: str = ""
+
+    def expected(self, state, task, records):
+        lay = task.layout
+        c = lay.col(self.role)
+        out = {}
+        for r in range(lay.first, lay.last(len(records)) + 1):
+            rec = record_at(state, task, records, r)
+            out[(lay.sheet, r, c)] = rec[self.role] if rec is not None else "<row data damaged>"
+        return out
+
+    def check(self, state, task, records):
+        reasons = super().check(state, task, records)
+        for s, r, c in self.expected(state, task, records):
+            raw = state.book.raw(s, r, c)
+            if isinstance(raw, str) and raw.startswith("="):
+                reasons.append(f"{s}!{col_letter(c)}{r} holds a formula; the cleaned value must be typed in place")
+        return reasons
+
+    def plan(self, env):
+        lay, records = env.task.layout, env.state.records
+        c = lay.letter(self.role)
+        values = []
+        for r in range(lay.first, lay.last(len(records)) + 1):
+            rec = record_at(env.state, env.task, records, r)
+            values.append([rec[self.role]])
+        return [ToolCall("write_values", {"cells": f"{lay.sheet}!{c}{lay.first}", "values": values})]
+
+
+@dataclass
+class TotalsRow(Goal):
+    """A label and aggregate formulas in the row right under the table."""
+
+    label_col: int = 1
+    label: str = "Total"
+    aggs: tuple = ()  # (col, FUNC, source): source is a role name, or (op, params) of a computed column
+
+    def row(self, records, task) -> int:
+        return task.layout.last(len(records)) + 1
+
+    def expected(self, state, task, records):
+        lay, row = task.layout, self.row(records, task)
+        out: dict[Key, Any] = {(lay.sheet, row, self.label_col): self.label}
+        for col, func, source in self.aggs:
+            values = [rec[source] if isinstance(source, str) else compute(*source, rec, records) for rec in records]
+            out[(lay.sheet, row, col)] = aggregate(func, values)
+        return out
+
+    def formula_cells(self, state, task, records):
+        lay, row = task.layout, self.row(records, task)
+        return {(lay.sheet, row, col) for col, _, _ in self.aggs}
+
+    def plan(self, env):
+        lay, records = env.task.layout, env.state.records
+        row, last = self.row(records, env.task), lay.last(len(records))
+        calls = [ToolCall("write_values", {"cells": f"{lay.sheet}!{col_letter(self.label_col)}{row}",
+                                           "values": [[self.label]]})]
+        for col, func, _ in self.aggs:
+            c = col_letter(col)
+            calls.append(ToolCall("set_formula", {"cell": f"{lay.sheet}!{c}{row}",
+                                                  "formula": f"={func}({c}{lay.first}:{c}{last})"}))
+        return calls
+
+
+@dataclass
+class Summary(Goal):
+    """A summary table on its own sheet: one row per category, conditional aggregates in formulas."""
+
+    sheet: str = "Summary"
+    cat_header: str = ""
+    cats: tuple[str, ...] = ()
+    columns: tuple = ()  # (header, FUNC "COUNTIF"/"SUMIF"/"AVERAGEIF", role or None)
+
+    def expected(self, state, task, records):
+        out: dict[Key, Any] = {(self.sheet, 1, 1): self.cat_header}
+        for j, (header, func, role) in enumerate(self.columns, start=2):
+            out[(self.sheet, 1, j)] = header
+            for i, cat in enumerate(self.cats, start=2):
+                vals = [rec[role] if role else 1 for rec in records if rec["cat"] == cat]
+                out[(self.sheet, i, j)] = (float(len(vals)) if func == "COUNTIF" else math.fsum(vals) if func == "SUMIF"
+                                           else math.fsum(vals) / len(vals) if vals else XlError("#DIV/0!"))
+        for i, cat in enumerate(self.cats, start=2):
+            out[(self.sheet, i, 1)] = cat
+        return out
+
+    def formula_cells(self, state, task, records):
+        return {(self.sheet, i, j) for i in range(2, len(self.cats) + 2) for j in range(2, len(self.columns) + 2)}
+
+    def plan(self, env):
+        lay, n = env.task.layout, len(env.state.records)
+        calls = []
+        if self.sheet not in env.state.book.sheets:
+            calls.append(ToolCall("add_sheet", {"name": self.sheet}))
+        head = [self.cat_header] + [h for h, _, _ in self.columns]
+        calls.append(ToolCall("write_values", {"cells": f"{self.sheet}!A1",
+                                               "values": [head] + [[c] for c in self.cats]}))
+        cat_rng = f"{lay.sheet}!${lay.letter('cat')}${lay.first}:${lay.letter('cat')}${lay.last(n)}"
+        for j, (_, func, role) in enumerate(self.columns, start=2):
+            c = col_letter(j)
+            if func == "COUNTIF":
+                formula = f"=COUNTIF({cat_rng},$A2)"
+            else:
+                val = f"{lay.sheet}!${lay.letter(role)}${lay.first}:${lay.letter(role)}${lay.last(n)}"
+                formula = f"={func}({cat_rng},$A2,{val})"
+            calls.append(ToolCall("set_formula", {"cell": f"{self.sheet}!{c}2", "formula": formula}))
+            if len(self.cats) > 1:
+                calls.append(ToolCall("fill", {"cells": f"{self.sheet}!{c}2:{c}{len(self.cats) + 1}",
+                                               "direction": "down"}))
+        return calls
+
+
+def _row_tuple(state, task, r):
+    lay = task.layout
+    return tuple(state.book.cell_value(lay.sheet, r, lay.col(role)) for role in lay.roles)
+
+
+def _rec_tuple(task, rec):
+    return tuple(rec[role] for role in task.layout.roles)
+
+
+@dataclass
+class Dedupe(Goal):
+    """Remove repeated rows (same id), keeping each first occurrence, in the original order (``ordered``; a
+    combination with a sort checks the rows through the sort goal instead)."""
+
+    ordered: bool = True
+
+    def expected(self, state, task, records):
+        if not self.ordered:
+            return {}
+        lay = task.layout
+        return {(lay.sheet, lay.first + i, lay.col(role)): rec[role]
+                for i, rec in enumerate(records) for role in lay.roles}
+
+    def plan(self, env):
+        lay, seen, dupes = env.task.layout, set(), []
+        for r in range(lay.first, env.state.book.extent(lay.sheet)[0] + 1):
+            v = env.state.book.cell_value(lay.sheet, r, lay.col("id"))
+            if v in seen:
+                dupes.append(r)
+            elif v is not None:
+                seen.add(v)
+        return [ToolCall("delete_rows", {"sheet": lay.sheet, "first_row": r, "count": 1}) for r in reversed(dupes)]
+
+
+@dataclass
+class SortRows(Goal):
+    """Sort the table's rows by keys (role, descending); rows with equal keys may come in any order."""
+
+    keys: tuple[tuple[str, bool], ...] = ()  # (role, descending)
+
+
+    def expected(self, state, task, records):
+        return {}
+
+    def check(self, state, task, records):
+        lay = task.layout
+        rows = [_row_tuple(state, task, r) for r in range(lay.first, lay.last(len(records)) + 1)]
+        want = sorted(_rec_tuple(task, rec) for rec in records)
+        reasons = []
+        if sorted(rows, key=repr) != sorted(want, key=repr):
+            reasons.append(f"the table's rows {lay.first}-{lay.last(len(records))} are not the original records "
+                           f"(a row was changed, lost or duplicated)")
+        for a, b in itertools.pairwise(rows):
+            if row_compare(a, b, [(lay.roles.index(role), desc) for role, desc in self.keys]) > 0:
+                reasons.append(f"rows are not sorted by {self.text}: {a[0]} comes before {b[0]}")
+                break
+        return reasons
+
+    def plan(self, env):
+        lay, n = env.task.layout, len(env.state.records)
+        width = col_letter(max(len(lay.roles), env.state.book.extent(lay.sheet)[1]))
+        keys = [f"{lay.letter(role)}{' desc' if desc else ''}" for role, desc in self.keys]
+        return [ToolCall("sort_range", {"cells": f"{lay.sheet}!A{lay.first}:{width}{lay.last(n)}", "keys": keys})]
+
+
+@dataclass
+class CellFormula(Goal):
+    """One cell that must hold a (repaired) formula with the right value."""
+
+    key: Key = ("", 0, 0)
+    func: str = "SUM"
+    role: str = "n"
+
+    def expected(self, state, task, records):
+        return {self.key: aggregate(self.func, [rec[self.role] for rec in records])}
+
+    def plan(self, env):
+        s, r, c = self.key
+        lay, n = env.task.layout, len(env.state.records)
+        L = lay.letter(self.role)
+        formula = f"={self.func}({L}{lay.first}:{L}{lay.last(n)})"
+        return [ToolCall("set_formula", {"cell": f"{s}!{col_letter(c)}{r}", "formula": formula})]
+
+
+@dataclass
+class MatchBook(Goal):
+    """Make the workbook compute what a goal workbook computes (a task built from a user's two .xlsx files):
+    every cell of the goal holds the same value, and cells that hold formulas there must hold formulas here."""
+
+    cells: dict = None  # (sheet, row, col) -> goal value
+    formulas: dict = None  # (sheet, row, col) -> goal formula text (what the reference plan writes)
+    raws: dict = None  # (sheet, row, col) -> goal raw value for typed cells
+
+    def expected(self, state, task, records):
+        return dict(self.cells)
+
+    def formula_cells(self, state, task, records):
+        return set(self.formulas)
+
+    def plan(self, env):
+        book, calls = env.state.book, []
+        for s in sorted({k[0] for k in self.cells} - set(book.sheets)):
+            calls.append(ToolCall("add_sheet", {"name": s}))
+        for (s, r, c), text in sorted(self.formulas.items()):
+            if s not in book.sheets or book.raw(s, r, c) != text:
+                calls.append(ToolCall("set_formula", {"cell": f"{s}!{col_letter(c)}{r}", "formula": text}))
+        for (s, r, c), v in sorted(self.raws.items(), key=lambda kv: kv[0]):
+            if s not in book.sheets or not same_value(book.raw(s, r, c), v) or isinstance(book.raw(s, r, c), str) and (
+                    str(book.raw(s, r, c)).startswith("=")):
+                calls.append(ToolCall("write_values", {"cells": f"{s}!{col_letter(c)}{r}", "values": [[v]]}))
+        return calls
+
+
+GOAL_TYPES = (MatchBook, NewColumn, InPlace, TotalsRow, Summary, Dedupe, SortRows, CellFormula)
+__all__ = ["GOAL_TYPES", "Goal", "Layout", "aggregate", "compute", "rows_by_id", "same_value", "show"]

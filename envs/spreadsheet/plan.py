@@ -1,0 +1,97 @@
+"""The privileged reference plan: the calls that take the *current* state to a state the checker accepts.
+
+The plan is computed by running the tools on a scratch copy of the environment, phase by phase: remove repeated
+rows, repair cells that must not have changed and clear stray cells (a seeded mistake, a misplaced write), then
+every goal not met yet, then ``finish``. Because it plans from any state, the core can re-plan after a coworker's
+edit or a fault.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from envs.core.tools import ToolCall
+from envs.spreadsheet.checker import _damage, _live_check, _strays, stray_keys
+from envs.spreadsheet.formulas import Formula, col_letter
+from envs.spreadsheet.goals import Dedupe, InPlace, SortRows, same_value
+
+
+def scratch_env(env):
+    """A copy of ``env`` whose tools act on a copy of its state (the original is untouched)."""
+    twin = copy.copy(env)
+    twin.state = env.state.copy()
+    return twin
+
+
+def _runs(keys) -> list[tuple[str, int, int, int]]:
+    """Group cells into vertical runs: (sheet, column, first row, last row)."""
+    out = []
+    for s, r, c in sorted(keys, key=lambda k: (k[0], k[2], k[1])):
+        if out and out[-1][0] == s and out[-1][1] == c and out[-1][3] == r - 1:
+            out[-1] = (s, c, out[-1][2], r)
+        else:
+            out.append((s, c, r, r))
+    return out
+
+
+def _repairs(env) -> list[ToolCall]:
+    """Restore damaged cells (values typed back, formulas re-set) and clear strays."""
+    task, state = env.task, env.state
+    book, lay = state.book, task.layout
+    want = dict(task.static)
+    want.update(((lay.sheet, 1, j), h) for j, h in enumerate(lay.headers, start=1))
+    if not any(isinstance(g, SortRows) or isinstance(g, Dedupe) and g.ordered for g in task.goals):
+        owned = {g.role for g in task.goals if isinstance(g, InPlace)}
+        for i, rec in enumerate(state.records):
+            for role in lay.roles:
+                if role not in owned:
+                    want[(lay.sheet, lay.first + i, lay.col(role))] = rec[role]
+    wrong = {}
+    for (s, r, c), v in want.items():
+        raw = book.sheets[s].cells.get((r, c)) if s in book.sheets else None
+        ok = (raw.text == v) if isinstance(raw, Formula) else same_value(raw, v)
+        if not ok:
+            wrong[(s, r, c)] = v
+    calls = []
+    for s in sorted({s for s, _, _ in wrong} - set(book.sheets)):
+        calls.append(ToolCall("add_sheet", {"name": s}))
+    for s, c, r1, r2 in _runs(wrong):
+        values = [[wrong[(s, r, c)]] for r in range(r1, r2 + 1)]
+        if any(isinstance(v[0], str) and v[0].startswith("=") for v in values):
+            calls += [ToolCall("set_formula", {"cell": f"{s}!{col_letter(c)}{r}", "formula": wrong[(s, r, c)]})
+                      for r in range(r1, r2 + 1)]
+        else:
+            calls.append(ToolCall("write_values", {"cells": f"{s}!{col_letter(c)}{r1}", "values": values}))
+    for s, c, r1, r2 in _runs(stray_keys(state, task, state.records)):
+        calls.append(ToolCall("clear_range", {"cells": f"{s}!{col_letter(c)}{r1}:{col_letter(c)}{r2}"}))
+    return calls
+
+
+def _goal_met(env, goal) -> bool:
+    state, task = env.state, env.task
+    if goal.check(state, task, state.records):
+        return False
+    return not (goal.live and _live_check(goal, state, task, state.records))
+
+
+def reference_plan(env) -> list[ToolCall]:
+    """Every call the reference policy makes from the env's current state, ending with ``finish``."""
+    twin = scratch_env(env)
+    calls: list[ToolCall] = []
+
+    def run(batch):
+        for call in batch:
+            getattr(twin, call.name)(**call.arguments)  # a ToolError here is a bug in the planner: let it raise
+            calls.append(call)
+
+    for goal in env.task.goals:
+        if isinstance(goal, Dedupe):
+            run(goal.plan(twin))
+    run(_repairs(twin))
+    for goal in env.task.goals:
+        if not isinstance(goal, Dedupe) and not _goal_met(twin, goal):
+            run(goal.plan(twin))
+    if _damage(twin.state, twin.task, twin.state.records) or _strays(twin.state, twin.task, twin.state.records):
+        run(_repairs(twin))
+    calls.append(ToolCall("finish", {}))
+    return calls
