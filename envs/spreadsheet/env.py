@@ -1,0 +1,465 @@
+"""``SpreadsheetEnv``: edit a workbook with live formulas until it does what the user asked.
+
+Tools are typed methods with Google-style docstrings (their JSON schemas are derived from them). Read tools never
+change state. A mistake by the agent raises ``ToolError``, whose message (what was wrong, what is valid) is the
+observation; any other exception is a bug in the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core import CheckResult, ToolCall, ToolEnv, ToolError, tool
+from . import faults
+from .checker import check_task
+from .formulas import (
+    MAX_COL,
+    MAX_ROW,
+    FormulaSyntaxError,
+    RefBox,
+    XlError,
+    col_letter,
+    col_number,
+    parse_ref,
+)
+from .functions import number_text
+from .plan import reference_plan
+from .templates import SheetTask, generate_task
+from .workbook import Formula, Workbook, move_box, row_compare
+
+ROLE = ("You are a spreadsheet assistant. Do what the user asks below in their workbook with the tools, one tool call "
+        "per turn. Change nothing the request does not need, leave no helper cells behind, and call finish when "
+        "the workbook is done. Cell references look like B2 or Sheet!A1:C9; without a sheet name a reference means "
+        "the first sheet.")
+MAX_READ, MAX_WRITE = 600, 5_000
+
+
+@dataclass
+class SheetState:
+    """What the agent can change: the workbook; plus the truth of the data table (which a coworker may edit)."""
+
+    book: Workbook
+    records: list[dict]
+    others: list[str] = field(default_factory=list)  # edits made by someone else, for info
+
+    def copy(self) -> SheetState:
+        return SheetState(self.book.copy(), [dict(r) for r in self.records], list(self.others))
+
+
+def _display(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, float | int):
+        return number_text(v)
+    if isinstance(v, XlError):
+        return v.code
+    text = str(v)
+    looks_odd = (text != text.strip() or "  " in text or not text or "|" in text or "\n" in text
+                 or _is_number_text(text) or not text.isascii())
+    return json.dumps(text) if looks_odd else text
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text.strip().replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+class SpreadsheetEnv(ToolEnv):
+    """Edit a workbook (values and live formulas) to do what the user asked: computed columns, repairs of broken
+    formulas, cleaning, de-duplication, lookups, sorting and summary tables."""
+
+    description = "spreadsheet editing with live formulas: computed columns, fixes, cleaning, lookups, summaries"
+    fault_kinds = faults.FAULT_KINDS
+    state: SheetState
+    task: SheetTask
+
+    # -- the core's hooks -----------------------------------------------------------------------------------------
+
+    def _generate_task(self, rng: np.random.Generator, split: str, task_seed: int) -> SheetTask:
+        task = generate_task(rng, split, task_seed)
+        saved = getattr(self, "task", None), getattr(self, "state", None)
+        self.task, self.state = task, SheetState(task.book.copy(), [dict(r) for r in task.records])
+        task.plan = reference_plan(self)  # reused by the first _reference_plan of an untouched episode
+        task.required_steps = len(task.plan)
+        self.task, self.state = saved
+        return task
+
+    def _setup(self, task: SheetTask) -> None:
+        self.state = SheetState(task.book.copy(), [dict(r) for r in task.records])
+        self._transcript: list[tuple[ToolCall, str]] = []
+        self._untouched = self.state.book.version
+
+    def _prompt(self) -> str:
+        parts = [ROLE, "Request:\n" + self.task.message]
+        if self._transcript:
+            lines = [f"> {call}\n< {result}" for call, result in self._transcript]
+            parts.append("Earlier work on this request, by the assistant before you (check it):\n" + "\n".join(lines))
+        return "\n\n".join(parts)
+
+    def _check(self) -> CheckResult:
+        score, components, reasons = check_task(self.state, self.task)
+        return CheckResult(score, components, reasons)
+
+    def _reference_plan(self) -> list[ToolCall]:
+        if self.task.plan and self.state.book.version == self._untouched and not self.state.others:
+            return list(self.task.plan)
+        return reference_plan(self)
+
+    def _seed_error(self, rng: np.random.Generator):
+        return faults.seed_error(self, rng)
+
+    def _concurrent_edit(self, rng: np.random.Generator) -> str | None:
+        return faults.concurrent_edit(self, rng)
+
+    def _read_back(self, call: ToolCall) -> ToolCall:
+        return faults.read_back(self, call)
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+
+    @property
+    def _book(self) -> Workbook:
+        return self.state.book
+
+    def _sheet_name(self, name: str) -> str:
+        try:
+            return self._book.sheet(name.strip().strip("'")).name
+        except KeyError:
+            from ..core.tools import suggest
+
+            names = list(self._book.sheets)
+            raise ToolError(f"no sheet named {name[:40]!r}{suggest(name, names)}; the sheets are "
+                            f"{', '.join(names)}") from None
+
+    def _range(self, cells: str) -> tuple[str, RefBox]:
+        text = cells.strip()
+        sheet = None
+        if "!" in text:
+            sheet, text = text.rsplit("!", 1)
+            sheet = self._sheet_name(sheet)
+        try:
+            box = parse_ref(text)
+        except FormulaSyntaxError as err:
+            raise ToolError(f"{cells[:40]!r} is not a cell or range: {err}") from None
+        return sheet or next(iter(self._book.sheets)), box
+
+    def _clip(self, sheet: str, box: RefBox) -> RefBox:
+        """A whole-column or whole-row range cut to the part of the sheet in use."""
+        max_r, max_c = self._book.extent(sheet)
+        r2 = min(box.r2, max(max_r, box.r1)) if box.kind == "cols" or box.r2 - box.r1 > 5_000 else box.r2
+        c2 = min(box.c2, max(max_c, box.c1)) if box.kind == "rows" or box.c2 - box.c1 > 200 else box.c2
+        return RefBox(box.sheet, box.r1, box.c1, r2, c2)
+
+    def _where(self, sheet: str, r: int, c: int) -> str:
+        return f"{sheet}!{col_letter(c)}{r}"
+
+    def _cell_text(self, sheet: str, r: int, c: int) -> str:
+        raw = self._book.sheets[sheet].cells.get((r, c))
+        if isinstance(raw, Formula):
+            v = self._book.cell_value(sheet, r, c)
+            return f"{raw.text} -> {_display(v)}"
+        return _display(raw)
+
+    def _errors_note(self, sheet: str, cells) -> str:
+        bad = []
+        for r, c in cells:
+            v = self._book.cell_value(sheet, r, c)
+            if isinstance(v, XlError):
+                bad.append(f"{col_letter(c)}{r} {v.code}" + (f" ({v.detail})" if v.detail else ""))
+        return f"; {len(bad)} cell(s) show errors: " + "; ".join(bad[:3]) if bad else ""
+
+    def _set(self, sheet: str, r: int, c: int, raw) -> None:
+        try:
+            self._book.set_cell(sheet, r, c, raw)
+        except FormulaSyntaxError as err:
+            raise ToolError(f"{self._where(sheet, r, c)}: {err}") from None
+        except ValueError as err:
+            raise ToolError(f"{self._where(sheet, r, c)}: {err}") from None
+
+    # -- read tools -----------------------------------------------------------------------------------------------
+
+    @tool
+    def list_sheets(self) -> str:
+        """List the workbook's sheets: each one's used range and its first row."""
+        lines = []
+        for s in self._book.sheets.values():
+            max_r, max_c = s.extent()
+            if not max_r:
+                lines.append(f"{s.name}: empty")
+                continue
+            head = " | ".join(self._cell_text(s.name, 1, c) for c in range(1, min(max_c, 30) + 1))
+            lines.append(f"{s.name}: A1:{col_letter(max_c)}{max_r} ({len(s.cells)} filled cells); row 1: {head}")
+        return "\n".join(lines)
+
+    @tool
+    def read_range(self, cells: str) -> str:
+        """Read cells as a table with row numbers and column letters; formulas show as '=formula -> value'.
+
+        Text that could be mistaken (spaces at the ends, double spaces, digits stored as text) is shown in quotes.
+
+        Args:
+            cells: A range like 'A1:F12', 'Summary!A1:C5', a whole column 'B:B' or one cell 'C3'.
+        """
+        sheet, box = self._range(cells)
+        box = self._clip(sheet, box)
+        n = (box.r2 - box.r1 + 1) * (box.c2 - box.c1 + 1)
+        if n > MAX_READ:
+            raise ToolError(f"{cells[:40]!r} covers {n} cells; read at most {MAX_READ} at a time (list_sheets shows "
+                            f"each sheet's used range)")
+        header = "row | " + " | ".join(col_letter(c) for c in range(box.c1, box.c2 + 1))
+        lines = [f"{sheet}!{col_letter(box.c1)}{box.r1}:{col_letter(box.c2)}{box.r2}", header]
+        for r in range(box.r1, box.r2 + 1):
+            lines.append(f"{r} | " + " | ".join(self._cell_text(sheet, r, c) for c in range(box.c1, box.c2 + 1)))
+        return "\n".join(lines)
+
+    @tool
+    def find(self, text: str, sheet: str | None = None) -> str:
+        """Find cells whose value or formula contains some text (not case-sensitive).
+
+        Args:
+            text: The text to look for, like 'East' or 'SUM('.
+            sheet: Only this sheet; all sheets when left out.
+        """
+        needle = text.strip().lower()
+        if not needle:
+            raise ToolError("text is empty; give some text to look for, like 'Total'")
+        names = [self._sheet_name(sheet)] if sheet else list(self._book.sheets)
+        hits = []
+        for name in names:
+            for r, c in sorted(self._book.sheets[name].cells):
+                shown = self._cell_text(name, r, c)
+                if needle in shown.lower():
+                    hits.append(f"{self._where(name, r, c)}: {shown}")
+        if not hits:
+            return f"no cell contains {text[:60]!r}"
+        more = f"\n... and {len(hits) - 30} more" if len(hits) > 30 else ""
+        return f"{len(hits)} cell(s):\n" + "\n".join(hits[:30]) + more
+
+    # -- write tools ----------------------------------------------------------------------------------------------
+
+    @tool(write=True)
+    def write_values(self, cells: str, values: list[list[str | float | bool | None]]) -> str:
+        """Type values into cells, row by row, starting at the top-left cell. Numbers as JSON numbers (a quoted
+        "12" stays text); null empties a cell. Formulas go in with set_formula.
+
+        Args:
+            cells: The top-left cell like 'B2', or the whole range like 'B2:C4' (then values must fill it exactly).
+            values: Rows of values, like [["East", 12], ["West", 7.5]]; one column is [["a"], ["b"]].
+        """
+        sheet, box = self._range(cells)
+        if not values or not all(isinstance(row, list) and row for row in values):
+            raise ToolError('values must be a non-empty list of non-empty rows, like [["East", 12]]')
+        width = max(len(row) for row in values)
+        n = sum(len(row) for row in values)
+        if not box.is_cell and (box.r2 - box.r1 + 1, box.c2 - box.c1 + 1) != (len(values), width):
+            raise ToolError(f"{cells[:40]!r} is {box.r2 - box.r1 + 1} x {box.c2 - box.c1 + 1} cells but values are "
+                            f"{len(values)} x {width}; give just the top-left cell, or a range of the same shape")
+        if n > MAX_WRITE or box.r1 + len(values) - 1 > MAX_ROW or box.c1 + width - 1 > MAX_COL:
+            raise ToolError(f"{n} values starting at {cells[:20]!r} is too many or runs past the sheet's edge")
+        if sum(len(v) for row in values for v in row if isinstance(v, str)) > 1_000_000:
+            raise ToolError("values hold more than 1,000,000 characters of text; write less per call")
+        for row in values:
+            for v in row:
+                if isinstance(v, str) and v.startswith("=") and len(v) > 1:
+                    raise ToolError(f"{v[:40]!r} is a formula; write_values types values only, use set_formula")
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ToolError(f"{v} is not a number a cell can hold")
+        for i, row in enumerate(values):
+            for j, v in enumerate(row):
+                self._set(sheet, box.r1 + i, box.c1 + j, v)
+        end = f"{col_letter(box.c1 + width - 1)}{box.r1 + len(values) - 1}"
+        return f"wrote {n} value(s) to {sheet}!{col_letter(box.c1)}{box.r1}:{end}"
+
+    @tool(write=True)
+    def set_formula(self, cell: str, formula: str) -> str:
+        """Put a formula into one cell, like '=SUM(B2:B9)' or '=IF(C2>100,"high","low")'; shows its result.
+
+        Args:
+            cell: The cell, like 'H2' or 'Summary!B2'.
+            formula: The formula, starting with '='.
+        """
+        sheet, box = self._range(cell)
+        if not box.is_cell:
+            raise ToolError(f"{cell[:40]!r} is a range; set_formula takes one cell (then use fill to copy it)")
+        text = formula.strip()
+        if not text.startswith("="):
+            text = "=" + text
+        self._set(sheet, box.r1, box.c1, text)
+        note = self._errors_note(sheet, [(box.r1, box.c1)])
+        return f"{self._where(sheet, box.r1, box.c1)}: {self._cell_text(sheet, box.r1, box.c1)}{note}"
+
+    @tool(write=True)
+    def fill(self, cells: str, direction: str = "down") -> str:
+        """Copy the first row of a range down over the rest of it (or the first column right), the way dragging the
+        fill handle does: relative references move, $-absolute ones stay.
+
+        Args:
+            cells: The range including the source, like 'H2:H20' (fill down from H2) or 'B5:F5' (fill right).
+            direction: Which way to copy (choices: ["down", "right"]).
+        """
+        sheet, box = self._range(cells)
+        down = direction == "down"
+        span = box.r2 - box.r1 if down else box.c2 - box.c1
+        if span < 1:
+            raise ToolError(f"{cells[:40]!r} has nothing to fill {direction}; give a range like 'H2:H20' that starts "
+                            f"with the cell to copy")
+        if span * ((box.c2 - box.c1 + 1) if down else (box.r2 - box.r1 + 1)) > MAX_WRITE:
+            raise ToolError(f"filling {cells[:40]!r} would write more than {MAX_WRITE} cells")
+        cells_src = [(box.r1, c) for c in range(box.c1, box.c2 + 1)] if down else [
+            (r, box.c1) for r in range(box.r1, box.r2 + 1)]
+        written = []
+        for r0, c0 in cells_src:
+            raw = self._book.sheets[sheet].cells.get((r0, c0))
+            for k in range(1, span + 1):
+                r, c = (r0 + k, c0) if down else (r0, c0 + k)
+                value = raw
+                if isinstance(raw, Formula):
+                    from .formulas import rewrite_refs
+
+                    value = rewrite_refs(raw.text, lambda b, dr=r - r0, dc=c - c0: move_box(b, dr, dc))
+                self._set(sheet, r, c, value)
+                written.append((r, c))
+        last = written[-1]
+        sample = f"{self._where(sheet, *last)}: {self._cell_text(sheet, *last)}"
+        return (f"filled {len(written)} cell(s) {direction} from {self._where(sheet, *cells_src[0])}; last one "
+                f"{sample}{self._errors_note(sheet, written)}")
+
+    @tool(write=True)
+    def clear_range(self, cells: str) -> str:
+        """Empty cells (values and formulas).
+
+        Args:
+            cells: The range to clear, like 'J2:J20'.
+        """
+        sheet, box = self._range(cells)
+        box = self._clip(sheet, box)
+        s = self._book.sheets[sheet]
+        keys = [k for k in list(s.cells) if box.contains(*k)]
+        for r, c in keys:
+            self._book.set_cell(sheet, r, c, None)
+        return f"cleared {len(keys)} filled cell(s) in {sheet}!{col_letter(box.c1)}{box.r1}:{col_letter(box.c2)}{box.r2}"
+
+    def _shift(self, sheet: str, axis: str, at: int, count: int, verb: str) -> str:
+        name = self._sheet_name(sheet)
+        if not 1 <= count <= 1_000:
+            raise ToolError(f"count must be between 1 and 1000, got {count}")
+        limit = MAX_ROW if axis == "row" else MAX_COL
+        if not 1 <= at <= limit:
+            raise ToolError(f"{axis} {at} is outside the sheet (1..{limit})")
+        self._book.shift(name, axis, at, count if verb == "inserted" else -count)
+        where = f"{at}" if axis == "row" else col_letter(at)
+        return f"{verb} {count} {axis}(s) at {name} {axis} {where}; formulas that refer to cells after it were adjusted"
+
+    @tool(write=True)
+    def insert_rows(self, sheet: str, before_row: int, count: int = 1) -> str:
+        """Insert empty rows; the rows from before_row down move down.
+
+        Args:
+            sheet: The sheet name.
+            before_row: The new rows go above this row number.
+            count: How many rows to insert.
+        """
+        return self._shift(sheet, "row", before_row, count, "inserted")
+
+    @tool(write=True)
+    def delete_rows(self, sheet: str, first_row: int, count: int = 1) -> str:
+        """Delete whole rows; the rows below move up. Formulas that referred to deleted cells show #REF!.
+
+        Args:
+            sheet: The sheet name.
+            first_row: The first row number to delete.
+            count: How many rows to delete.
+        """
+        return self._shift(sheet, "row", first_row, count, "deleted")
+
+    def _column(self, letter: str) -> int:
+        text = letter.strip().upper()
+        if not text.isalpha() or len(text) > 3 or col_number(text) > MAX_COL:
+            raise ToolError(f"{letter[:20]!r} is not a column letter like 'C' or 'AB'")
+        return col_number(text)
+
+    @tool(write=True)
+    def insert_columns(self, sheet: str, before_column: str, count: int = 1) -> str:
+        """Insert empty columns; the columns from before_column rightwards move right.
+
+        Args:
+            sheet: The sheet name.
+            before_column: The new columns go left of this column, like 'C'.
+            count: How many columns to insert.
+        """
+        return self._shift(sheet, "column", self._column(before_column), count, "inserted")
+
+    @tool(write=True)
+    def delete_columns(self, sheet: str, first_column: str, count: int = 1) -> str:
+        """Delete whole columns; the columns to the right move left. Formulas that referred to them show #REF!.
+
+        Args:
+            sheet: The sheet name.
+            first_column: The first column to delete, like 'C'.
+            count: How many columns to delete.
+        """
+        return self._shift(sheet, "column", self._column(first_column), count, "deleted")
+
+    @tool(write=True)
+    def sort_range(self, cells: str, keys: list[str]) -> str:
+        """Sort the rows of a range (leave the header row out) by one or more columns; rows move as a whole.
+
+        Args:
+            cells: The rows to sort, like 'A2:H40'.
+            keys: Sort columns in priority order, each a column letter with ' desc' for largest first, like ['C', 'F desc'].
+        """
+        sheet, box = self._range(cells)
+        box = self._clip(sheet, box)
+        if not keys:
+            raise ToolError("keys is empty; give at least one column, like ['C'] or ['C', 'F desc']")
+        if box.r2 - box.r1 > 10_000:
+            raise ToolError("sort at most 10000 rows at a time")
+        order_keys = []
+        for key in keys:
+            parts = key.strip().split()
+            desc = len(parts) == 2 and parts[1].lower() in ("desc", "descending")
+            if not parts or len(parts) > 2 or (len(parts) == 2 and not desc and parts[1].lower() not in (
+                    "asc", "ascending")):
+                raise ToolError(f"sort key {key[:30]!r} should be a column letter, optionally with ' desc', like 'F desc'")
+            c = self._column(parts[0])
+            if not box.c1 <= c <= box.c2:
+                raise ToolError(f"column {parts[0].upper()} is outside {cells[:40]!r}; sort by a column of the range")
+            order_keys.append((c - box.c1, desc))
+        rows = [tuple(self._book.cell_value(sheet, r, c) for c in range(box.c1, box.c2 + 1))
+                for r in range(box.r1, box.r2 + 1)]
+        import functools
+
+        order = sorted(range(len(rows)), key=functools.cmp_to_key(lambda a, b: row_compare(rows[a], rows[b], order_keys)))
+        self._book.move_rows(sheet, [box.r1 + k for k in order], box.r1, box.c1, box.c2)
+        return (f"sorted {len(rows)} row(s) of {sheet}!{col_letter(box.c1)}{box.r1}:{col_letter(box.c2)}{box.r2} by "
+                + ", ".join(k.strip() for k in keys))
+
+    @tool(write=True)
+    def add_sheet(self, name: str) -> str:
+        """Add an empty sheet at the end of the workbook.
+
+        Args:
+            name: The new sheet's name, like 'Summary' (at most 31 characters, none of []:*?/\\).
+        """
+        clean = name.strip()
+        if not clean or len(clean) > 31 or any(ch in clean for ch in "[]:*?/\\'") or not clean.isprintable():
+            raise ToolError(f"{name[:40]!r} cannot be a sheet name: use 1-31 characters without []:*?/\\ or quotes")
+        if any(clean.lower() == s.lower() for s in self._book.sheets):
+            raise ToolError(f"a sheet named {clean!r} already exists; the sheets are {', '.join(self._book.sheets)}")
+        if len(self._book.sheets) >= 50:
+            raise ToolError("the workbook already has 50 sheets")
+        self._book.add_sheet(clean)
+        return f"added sheet {clean!r}; the sheets are now {', '.join(self._book.sheets)}"
+
+    @tool(finish=True)
+    def finish(self) -> str:
+        """Say the workbook is done; ends the episode."""
+        return "finished; the workbook will be checked"
