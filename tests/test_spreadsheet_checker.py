@@ -1,0 +1,173 @@
+"""The spreadsheet checker, table-driven: equivalent solutions pass, typed values fail live goals, damage and
+stray cells fail, and the reference plan solves every template from the start (without the core's loop)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from envs.spreadsheet.checker import check_task
+from envs.spreadsheet.env import SheetState, SpreadsheetEnv
+from envs.spreadsheet.goals import NewColumn, Summary
+from envs.spreadsheet.plan import reference_plan
+from envs.spreadsheet.templates import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, generate_task
+
+ALL = TRAIN_TEMPLATES + HELDOUT_TEMPLATES
+
+
+def fresh(template: str, k: int = 0) -> SpreadsheetEnv:
+    env = SpreadsheetEnv()
+    split = "heldout" if template in HELDOUT_TEMPLATES else "train"
+    task = generate_task(np.random.default_rng([11, k]), split, k, template=template)
+    env.task, env.state = task, SheetState(task.book.copy(), [dict(r) for r in task.records])
+    env._transcript = []
+    return env
+
+
+def solve(env) -> None:
+    for call in reference_plan(env):
+        getattr(env, call.name)(**call.arguments)
+
+
+def score(env) -> tuple[float, list[str]]:
+    s, _, reasons = check_task(env.state, env.task)
+    return s, reasons
+
+
+@pytest.mark.parametrize("template", ALL)
+def test_start_scores_zero_and_reference_solves(template):
+    for k in range(8):
+        env = fresh(template, k)
+        assert score(env)[0] == 0.0, "a do-nothing episode must not score"
+        solve(env)
+        assert score(env) == (1.0, [])
+
+
+def test_there_are_at_least_twelve_templates_and_splits_are_disjoint():
+    assert len(ALL) >= 12 and not set(TRAIN_TEMPLATES) & set(HELDOUT_TEMPLATES)
+
+
+def column_goal(env) -> NewColumn:
+    return next(g for g in env.task.goals if isinstance(g, NewColumn))
+
+
+def test_equivalent_formula_is_equally_right():
+    env = fresh("computed_column")
+    solve(env)
+    goal, lay = column_goal(env), env.task.layout
+    n, x, c = lay.letter("n"), lay.letter("x"), goal.col
+    s = lay.sheet
+    for r in range(lay.first, lay.last(len(env.state.records)) + 1):
+        text = env.state.book.raw(s, r, c)
+        swapped = f"={x}{r}*{n}{r}" if goal.op == "product" else text.replace(f"{n}{r}*{x}{r}", f"{x}{r}*{n}{r}")
+        env.state.book.set_cell(s, r, c, swapped)
+    assert score(env) == (1.0, [])
+
+
+def test_lookup_by_index_match_is_equally_right():
+    env = fresh("lookup_column", 3)
+    solve(env)
+    goal, lay = column_goal(env), env.task.layout
+    sheet = next(s for s in env.state.book.sheets if s != lay.sheet)
+    k = len(env.task.codes) + 1
+    for r in range(lay.first, lay.last(len(env.state.records)) + 1):
+        env.state.book.set_cell(lay.sheet, r, goal.col,
+                                f"=INDEX({sheet}!B2:B{k},MATCH({lay.letter('code')}{r},{sheet}!A2:A{k},0))")
+    assert score(env) == (1.0, [])
+
+
+def test_typed_values_fail_a_live_goal():
+    env = fresh("computed_column")
+    solve(env)
+    goal, lay = column_goal(env), env.task.layout
+    for r in range(lay.first, lay.last(len(env.state.records)) + 1):
+        env.state.book.set_cell(lay.sheet, r, goal.col, env.state.book.cell_value(lay.sheet, r, goal.col))
+    s, reasons = score(env)
+    assert s == 0.0 and any("must be a live formula" in why for why in reasons)
+
+
+def test_constant_formulas_fail_the_data_change_test():
+    env = fresh("summary_table", 2)
+    solve(env)
+    goal = next(g for g in env.task.goals if isinstance(g, Summary))
+    for i in range(2, len(goal.cats) + 2):  # =3 instead of =COUNTIF(...): right value today, wrong tomorrow
+        env.state.book.set_cell(goal.sheet, i, 2, f"={env.state.book.cell_value(goal.sheet, i, 2):g}")
+    s, reasons = score(env)
+    assert s == 0.0 and any("do not follow the data" in why for why in reasons)
+
+
+def test_relative_reference_that_should_be_absolute_fails():
+    env = fresh("fix_absolute_ref", 1)
+    s, reasons = score(env)
+    assert s == 0.0 and reasons
+
+
+@pytest.mark.parametrize(("edit", "reason"), [
+    (lambda env, lay: env.state.book.set_cell(lay.sheet, lay.first + 1, lay.col("x"), 0.5), "was changed"),
+    (lambda env, lay: env.state.book.set_cell(lay.sheet, 1, 1, "ID"), "header"),
+    (lambda env, lay: env.state.book.set_cell(lay.sheet, 40, 3, "note"), "did not ask for"),
+    (lambda env, lay: env.state.book.add_sheet("Scratch") and env.state.book.set_cell("Scratch", 1, 1, 1),
+     "did not ask for"),
+])
+def test_damage_and_stray_cells_score_zero(edit, reason):
+    env = fresh("computed_column", 4)
+    solve(env)
+    edit(env, env.task.layout)
+    s, reasons = score(env)
+    assert s == 0.0 and any(reason in why for why in reasons)
+
+
+def test_empty_extra_sheet_is_not_damage():
+    env = fresh("computed_column", 5)
+    solve(env)
+    env.add_sheet("Notes")
+    assert score(env) == (1.0, [])
+
+
+def test_partial_credit_for_multi_step_tasks():
+    env = fresh("computed_column+totals_row", 1)
+    plan = reference_plan(env)
+    first_goal_calls = 3 if plan[0].name == "write_values" else 2
+    for call in plan[:first_goal_calls]:
+        getattr(env, call.name)(**call.arguments)
+    assert score(env)[0] == 0.5
+
+
+def test_sorted_ties_may_come_in_any_order():
+    env = fresh("sort_multi", 2)
+    solve(env)
+    assert score(env)[0] == 1.0
+    lay = env.task.layout
+    first, second = lay.first, lay.first + 1
+    row_a = [env.state.book.raw(lay.sheet, first, c) for c in range(1, len(lay.roles) + 1)]
+    row_b = [env.state.book.raw(lay.sheet, second, c) for c in range(1, len(lay.roles) + 1)]
+    for c, (a, b) in enumerate(zip(row_a, row_b, strict=True), start=1):  # swap two rows: order now wrong or a tie
+        env.state.book.set_cell(lay.sheet, first, c, b)
+        env.state.book.set_cell(lay.sheet, second, c, a)
+    keys = [lay.roles.index(role) for role, _ in next(g for g in env.task.goals if hasattr(g, "keys")).keys]
+    tie = all(row_a[i] == row_b[i] for i in keys)
+    assert (score(env)[0] == 1.0) == tie
+
+
+def test_task_from_a_users_own_xlsx_files():
+    import io
+
+    from envs.spreadsheet.templates import task_from_xlsx
+    from envs.spreadsheet.xlsx import to_xlsx
+
+    env = fresh("lookup_column", 2)
+    start = to_xlsx(env.state.book)
+    solve(env)
+    goal = to_xlsx(env.state.book)
+    user = SpreadsheetEnv()
+    task = task_from_xlsx(io.BytesIO(start), io.BytesIO(goal), "Add the lookup column.")
+    user.task, user.state = task, SheetState(task.book.copy(), [])
+    user._transcript = []
+    assert score(user)[0] == 0.0
+    solve(user)
+    assert score(user) == (1.0, [])
+    lay = env.task.layout
+    col = column_goal(env).col
+    user.state.book.set_cell(lay.sheet, lay.first, col, user.state.book.cell_value(lay.sheet, lay.first, col))
+    s, reasons = score(user)
+    assert s == 0.0 and "must be a live formula" in reasons[0]
