@@ -65,6 +65,11 @@ def _display(v) -> str:
     return json.dumps(text) if looks_odd else text
 
 
+def _ascii(text: str) -> str:
+    """Observations are printable ASCII: other characters (from a user's own file) are shown as escapes."""
+    return text if text.isascii() else text.encode("ascii", "backslashreplace").decode()
+
+
 def _is_number_text(text: str) -> bool:
     try:
         float(text.strip().replace(",", ""))
@@ -165,7 +170,7 @@ class SpreadsheetEnv(ToolEnv):
         raw = self._book.sheets[sheet].cells.get((r, c))
         if isinstance(raw, Formula):
             v = self._book.cell_value(sheet, r, c)
-            return f"{raw.text} -> {_display(v)}"
+            return f"{raw.text.encode('ascii', 'backslashreplace').decode()} -> {_display(v)}"
         return _display(raw)
 
     def _errors_note(self, sheet: str, cells) -> str:
@@ -197,7 +202,7 @@ class SpreadsheetEnv(ToolEnv):
                 continue
             head = " | ".join(self._cell_text(s.name, 1, c) for c in range(1, min(max_c, 30) + 1))
             lines.append(f"{s.name}: A1:{col_letter(max_c)}{max_r} ({len(s.cells)} filled cells); row 1: {head}")
-        return "\n".join(lines)
+        return _ascii("\n".join(lines))
 
     @tool
     def read_range(self, cells: str) -> str:
@@ -218,7 +223,7 @@ class SpreadsheetEnv(ToolEnv):
         lines = [f"{sheet}!{col_letter(box.c1)}{box.r1}:{col_letter(box.c2)}{box.r2}", header]
         for r in range(box.r1, box.r2 + 1):
             lines.append(f"{r} | " + " | ".join(self._cell_text(sheet, r, c) for c in range(box.c1, box.c2 + 1)))
-        return "\n".join(lines)
+        return _ascii("\n".join(lines))
 
     @tool
     def find(self, text: str, sheet: str | None = None) -> str:
@@ -241,7 +246,7 @@ class SpreadsheetEnv(ToolEnv):
         if not hits:
             return f"no cell contains {text[:60]!r}"
         more = f"\n... and {len(hits) - 30} more" if len(hits) > 30 else ""
-        return f"{len(hits)} cell(s):\n" + "\n".join(hits[:30]) + more
+        return _ascii(f"{len(hits)} cell(s):\n" + "\n".join(hits[:30]) + more)
 
     # -- write tools ----------------------------------------------------------------------------------------------
 
