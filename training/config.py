@@ -92,8 +92,14 @@ class TinyModelConfig:
     hidden_size: int = 64
     num_layers: int = 2
     vocab_size: int = 2048
+    architecture: str = "qwen2"
+    """``qwen2`` (word-level tokenizer) or ``llama`` (line-level tokenizer: about 5x shorter sequences on CPU)."""
     tokenizer_episodes: int = 200
     """Reference-policy episodes whose rendered transcripts train the tokenizer."""
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ("qwen2", "llama"):
+            raise ConfigError(f"model.tiny.architecture={self.architecture!r}: use 'qwen2' or 'llama'")
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,13 @@ class EvalConfig:
     """Held-out evaluation before and after training (greedy, through the same adapter as training)."""
 
     tasks: int = 50
-    """Held-out tasks evaluated at each point."""
+    """Tasks evaluated per split at each point."""
+    splits: tuple[str, ...] = ("heldout",)
+    """``heldout``: the env's held-out split (task kinds training never shows). ``train``: unseen task seeds of the
+    training templates, from ``task_offset`` on (disjoint from every seed SFT and GRPO use). ``seen``: the first
+    SFT tasks again, to tell memorisation from generalisation."""
+    task_offset: int = 1_000_000
+    """First task seed of the ``train``-split evaluation tasks."""
     faults: dict[str, float] | None = None
     """Fault rates during evaluation; None uses ``env.faults``."""
     max_new_tokens: int = 96
@@ -159,6 +171,9 @@ class EvalConfig:
         unknown = [p for p in self.points if p not in ("before", "after_sft", "after")]
         if unknown:
             raise ConfigError(f"eval.points: unknown {unknown}; valid: ['before', 'after_sft', 'after']")
+        bad = [s for s in self.splits if s not in ("train", "heldout", "seen")]
+        if bad or not self.splits:
+            raise ConfigError(f"eval.splits={list(self.splits)}: use 'heldout', 'train' (unseen seeds) or 'seen'")
 
 
 @dataclass(frozen=True)

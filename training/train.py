@@ -1,0 +1,528 @@
+"""``recoverygym train <config>``: supervised warm start, then GRPO on multi-turn environment rollouts.
+
+The run folder (``run.output_dir``) holds everything a run makes::
+
+    config.yaml            the resolved configuration
+    base-model/            the locally built model (``model.name_or_path: tiny`` only)
+    sft/checkpoint-N/      SFTTrainer checkpoints; sft/final/ once the stage finished
+    grpo/checkpoint-N/     GRPOTrainer checkpoints; grpo/final/ is the trained model
+    sft/runs, grpo/runs    tensorboard logs (TRL's report_to)
+    results.json           held-out evaluation at each point, stage timings, final training metrics
+
+Running the same command again continues an interrupted run: finished stages and evaluations are skipped and a
+stage in progress resumes from its last checkpoint (model, optimizer, scheduler, RNG and data position).
+This module is the only place that knows the order of the stages; everything else is TRL's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from training.config import ConfigError, ExperimentConfig, load_config, trl_config
+
+__all__ = ["build_trainer", "evaluate_model", "main", "prepare_base_model", "results_table", "run_training"]
+
+POINT_LABELS = {"before": "before training", "after_sft": "after SFT", "after": "after training"}
+SPLIT_LABELS = {
+    "heldout": "held-out split",
+    "train": "unseen train-template tasks",
+    "seen": "SFT training tasks (seen)",
+}
+
+
+def _log(message: str) -> None:
+    print(f"[recoverygym {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Held-out evaluation (greedy, through the same adapter GRPO uses)
+
+
+def evaluate_model(model, tokenizer, config: ExperimentConfig, *, split: str = "heldout", batch_size: int = 64):
+    """Greedy multi-turn episodes through the TRL adapter; success = the checker's score is 1.
+
+    ``split="heldout"``: the env's held-out split. ``split="train"``: unseen seeds of the training templates (from
+    ``eval.task_offset``). ``split="seen"``: the first SFT tasks again (memorisation, not generalisation). Prompt,
+    tool list and tool results are exactly what GRPO rollouts see. A turn without a tool call ends the episode;
+    the score is the checker's score of the final state.
+    """
+    from training.adapter import make_environment_factory
+
+    cfg = config.eval
+    faults = config.env.faults if cfg.faults is None else cfg.faults
+    first = cfg.task_offset if split == "train" else 0
+    seeds = list(range(first, first + cfg.tasks))
+    env_split = "heldout" if split == "heldout" else "train"
+    factory = make_environment_factory(config.env.id, faults=faults, max_turns=config.env.max_turns)
+    episodes = []
+    for start in range(0, len(seeds), batch_size):
+        chunk = seeds[start : start + batch_size]
+        envs = [factory() for _ in chunk]
+        rollout = (model, tokenizer, envs, chunk, env_split, config.run.seed, cfg.max_new_tokens, cfg.max_turns)
+        episodes += _greedy_episodes(*rollout)
+    n = len(episodes)
+    return {
+        "tasks": n,
+        "split": split,
+        "task_seeds": [seeds[0], seeds[-1]] if seeds else [],
+        "faults": dict(faults),
+        "success_rate": sum(e["success"] for e in episodes) / n if n else 0.0,
+        "mean_score": sum(e["score"] for e in episodes) / n if n else 0.0,
+        "mean_tool_calls": sum(e["tool_calls"] for e in episodes) / n if n else 0.0,
+        "episodes": episodes,
+    }
+
+
+def _greedy_episodes(model, tokenizer, envs, task_seeds, split, seed, max_new_tokens, max_turns) -> list[dict]:
+    import inspect
+
+    import torch
+    from trl.chat_template_utils import parse_response
+
+    names = [n for n, _ in inspect.getmembers(type(envs[0]), inspect.isfunction) if n not in ("reset", "get_reward")]
+    names = [n for n in names if not n.startswith("_")]  # the same tools, in the same order, as TRL renders them
+    conversations, tools, ended = [], [], []
+    for env, task_seed in zip(envs, task_seeds, strict=True):
+        prompt = env.reset(task_seed=task_seed, split=split, seed=seed + task_seed)
+        conversations.append([{"role": "user", "content": prompt}])
+        tools.append([getattr(env, n) for n in names])
+        ended.append(None)
+    calls = [0] * len(envs)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for _ in range(max_turns):
+            active = [i for i, e in enumerate(ended) if e is None]
+            if not active:
+                break
+            prompts = [
+                tokenizer.apply_chat_template(
+                    conversations[i], tools=tools[i], add_generation_prompt=True, tokenize=False
+                )
+                for i in active
+            ]
+            batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            with torch.no_grad():
+                out = model.generate(
+                    **batch,
+                    do_sample=False,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+            width = batch["input_ids"].shape[1]
+            for row, i in enumerate(active):
+                prefix = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+                completion = out[row, width:].tolist()
+                if tokenizer.eos_token_id in completion:
+                    completion = completion[: completion.index(tokenizer.eos_token_id) + 1]
+                else:
+                    completion = [t for t in completion if t != tokenizer.pad_token_id]
+                message = parse_response(tokenizer, completion, prefix=prefix, tools=tools[i])
+                conversations[i].append(message)
+                tool_calls = message.get("tool_calls") or []
+                if not tool_calls:
+                    ended[i] = "no tool call"
+                    continue
+                for call in tool_calls:
+                    function = call.get("function", {})
+                    name, arguments = function.get("name"), function.get("arguments") or {}
+                    tool = getattr(envs[i], name, None) if name in names else None
+                    result = tool(**arguments) if tool and isinstance(arguments, dict) else f"unknown tool {name!r}"
+                    calls[i] += 1
+                    conversations[i].append({"role": "tool", "name": str(name), "content": str(result)})
+                if envs[i]._episode.done is not None:
+                    ended[i] = envs[i]._episode.done
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    episodes = []
+    for env, task_seed, end, n_calls in zip(envs, task_seeds, ended, calls, strict=True):
+        score = env.get_reward()
+        faults = env._episode.info.get("faults", [])
+        episodes.append(
+            {
+                "task_seed": int(task_seed),
+                "score": score,
+                "success": score == 1.0,
+                "tool_calls": n_calls,
+                "ended": end or "turn budget",
+                "faults_fired": len(faults),
+            }
+        )
+    return episodes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stages
+
+
+def prepare_base_model(config: ExperimentConfig, run_dir: Path) -> str:
+    """The starting checkpoint: built locally (tiny), converted once (smollm2), or a hub id / folder."""
+    from training.models import build_tiny_model, smollm2_path
+
+    name = config.model.name_or_path
+    if name == "smollm2":
+        _log("SmolLM2-135M-Instruct: converting the packaged GGUF once (cached) ...")
+        return str(smollm2_path())
+    if name != "tiny":
+        return name
+    target = run_dir / "base-model"
+    if (target / "config.json").is_file():
+        return str(target)
+    tiny = config.model.tiny
+    _log(f"building a tiny {tiny.architecture} model (hidden {tiny.hidden_size}, {tiny.num_layers} layers) ...")
+    texts = _transcripts(config, tiny.tokenizer_episodes)
+    build_tiny_model(
+        target,
+        texts=texts,
+        seed=config.run.seed,
+        hidden_size=tiny.hidden_size,
+        num_layers=tiny.num_layers,
+        vocab_size=tiny.vocab_size,
+        architecture=tiny.architecture,
+    )
+    return str(target)
+
+
+def _transcripts(config: ExperimentConfig, episodes: int) -> list[str]:
+    """Rendered training-split demonstrations (tool list included): the text the tiny tokenizer is trained on."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from training.models import tool_chat_template
+
+    data = _sft_data(config, range(episodes), only_successful=False)
+    template = tool_chat_template()
+    return [
+        render_jinja_template([row["messages"]], tools=json.loads(row["tools"]), chat_template=template)[0][0]
+        for row in data
+    ]
+
+
+def _sft_data(config: ExperimentConfig, task_seeds, *, only_successful: bool = True):
+    from training.datasets import sft_dataset
+
+    return sft_dataset(
+        config.env.id,
+        list(task_seeds),
+        faults=config.env.faults,
+        max_turns=config.env.max_turns,
+        noise=config.data.sft_noise,
+        noisy_share=config.data.sft_noisy_share,
+        seed=config.run.seed,
+        only_successful=only_successful,
+    )
+
+
+def _peft_config(config: ExperimentConfig):
+    lora = config.model.lora
+    if lora is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _load(path: str, config: ExperimentConfig):
+    from training.models import load_model_and_tokenizer
+
+    return load_model_and_tokenizer(path, dtype=config.model.dtype)
+
+
+def _last_checkpoint(stage_dir: Path, resume: bool) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not resume or not stage_dir.is_dir():
+        return None
+    return get_last_checkpoint(str(stage_dir))
+
+
+def _save_final(trainer, tokenizer, final: Path) -> None:
+    """Save the trained model as a plain checkpoint (LoRA merged), so the next stage or a user loads it directly.
+
+    Written to a staging folder and renamed, so ``final/`` exists only once complete (resuming relies on that).
+    """
+    staging = final.with_name(final.name + ".partial")
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):  # peft: merge on the main process (not for ZeRO-3-sharded adapters)
+        if trainer.accelerator.is_main_process:
+            trainer.accelerator.unwrap_model(model).merge_and_unload().save_pretrained(staging)
+    else:
+        trainer.save_model(str(staging))  # gathers sharded weights under DeepSpeed/FSDP; writes on the main process
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(staging)
+        staging.rename(final)
+    trainer.accelerator.wait_for_everyone()
+
+
+def build_trainer(stage: str, config: ExperimentConfig, start: str, *, callbacks: Sequence[Any] = ()):
+    """The TRL trainer of one stage (``sft`` or ``grpo``), starting from the checkpoint folder ``start``.
+
+    SFT: ``trl.SFTTrainer`` on scripted demonstrations. GRPO: ``trl.GRPOTrainer`` with the environment adapter as
+    ``environment_factory`` and one dataset row per training task (the env owns the reward).
+    """
+    import trl
+    from transformers.trainer_callback import PrinterCallback
+
+    from training.adapter import make_environment_factory
+
+    args = trl_config(config, stage)
+    model, tokenizer = _load(start, config)
+    common = dict(
+        model=model,
+        args=args,
+        processing_class=tokenizer,
+        peft_config=_peft_config(config),
+        callbacks=[_ProgressLine(stage), *callbacks],
+    )
+    if stage == "sft":
+        data = _sft_data(config, range(config.data.sft_tasks))
+        _log(f"SFT on {len(data)} demonstrations ({config.data.sft_tasks} tasks, failed noisy ones dropped)")
+        _check_sft_length(data, tokenizer, args.max_length)
+        trainer = trl.SFTTrainer(train_dataset=data, **common)
+    elif stage == "grpo":
+        from training.datasets import grpo_dataset
+
+        offset = config.data.grpo_task_offset
+        data = grpo_dataset(
+            range(offset, offset + config.data.grpo_tasks),
+            split="train",
+            faults=config.env.faults,
+            seed=config.run.seed,
+        )
+        factory = make_environment_factory(config.env.id, faults=config.env.faults, max_turns=config.env.max_turns)
+        _log(f"GRPO on {len(data)} tasks x {args.num_generations} rollouts, environment {config.env.id}")
+        trainer = trl.GRPOTrainer(train_dataset=data, environment_factory=factory, **common)
+    else:
+        raise ValueError(f"unknown stage {stage!r}; stages are 'sft' and 'grpo'")
+    trainer.remove_callback(PrinterCallback)  # _ProgressLine prints a compact line per step instead
+    return trainer
+
+
+def _check_sft_length(data, tokenizer, max_length: int | None) -> None:
+    """Refuse a max_length that cuts demonstrations: TRL would silently drop or truncate the assistant turns."""
+    if max_length is None:
+        return
+    longest = max(
+        len(
+            tokenizer.apply_chat_template(
+                row["messages"], tools=json.loads(row["tools"]), tokenize=True, return_dict=False
+            )
+        )
+        for row in data
+    )
+    if longest > max_length:
+        raise ConfigError(
+            f"sft.max_length={max_length} but demonstrations are up to {longest} tokens long (the tool list alone "
+            f"is most of the prompt); set sft.max_length to at least {longest}"
+        )
+
+
+def _train_stage(stage: str, config: ExperimentConfig, start: str, run_dir: Path, callbacks) -> dict[str, Any]:
+    """Run one stage, resuming from its last checkpoint if any; returns timing and the last logged metrics."""
+    stage_dir = run_dir / stage
+    resume_from = _last_checkpoint(stage_dir, config.run.resume)
+    trainer = build_trainer(stage, config, start, callbacks=callbacks)
+    if resume_from:
+        _log(f"{stage}: resuming from {resume_from}")
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - started
+    _save_final(trainer, trainer.processing_class, stage_dir / "final")
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    return {
+        "seconds": round(seconds, 1),
+        "global_step": trainer.state.global_step,
+        "resumed_from": resume_from,
+        "train_loss": output.training_loss,
+        "last_log": logged[-1] if logged else {},
+        "log_history": trainer.state.log_history,
+    }
+
+
+class _ProgressLine:
+    """One compact line per logged step, so a long CPU run shows where it is even with progress bars off."""
+
+    def __new__(cls, stage: str):
+        from transformers import TrainerCallback
+
+        class ProgressLine(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if not logs or "loss" not in logs:
+                    return
+                keys = ("loss", "reward", "reward_std", "mean_token_accuracy", "tools/call_frequency")
+                shown = " ".join(f"{k}={logs[k]:.4g}" for k in keys if isinstance(logs.get(k), (int, float)))
+                _log(f"{stage} step {state.global_step}/{state.max_steps} {shown}")
+
+        return ProgressLine()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The whole run
+
+
+def _evaluate_point(point: str, path: str, config: ExperimentConfig, results: dict, results_file: Path) -> None:
+    """Evaluate the checkpoint ``path`` once per split (on the main process) and record it under ``point``."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    todo = [s for s in config.eval.splits if s not in results["eval"].get(point, {})]
+    if point in config.eval.points and todo and state.is_main_process:
+        model, tokenizer = _load(path, config)
+        if state.device.type != "cpu":
+            model = model.to(state.device)
+        for split in todo:
+            _log(f"evaluating {POINT_LABELS[point]} on {config.eval.tasks} {SPLIT_LABELS[split]} ...")
+            started = time.perf_counter()
+            summary = evaluate_model(model, tokenizer, config, split=split)
+            summary["seconds"] = round(time.perf_counter() - started, 1)
+            summary["model"] = path
+            results["eval"].setdefault(point, {})[split] = summary
+            rate, score = summary["success_rate"], summary["mean_score"]
+            _log(f"{POINT_LABELS[point]}: success {rate:.1%}, mean score {score:.3f} ({summary['seconds']} s)")
+            _write_json(results_file, results)
+    state.wait_for_everyone()
+
+
+def _write_json(path: Path, data: Any) -> None:
+    staging = path.with_suffix(".tmp")
+    staging.write_text(json.dumps(data, indent=2, default=str))
+    staging.replace(path)
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """The before/after table printed at the end of a run: one row per evaluation point and split."""
+    rows = [("evaluated", "tasks", "success", "mean score", "tool calls/episode")]
+    for point, label in POINT_LABELS.items():
+        for split, e in results["eval"].get(point, {}).items():
+            rows.append(
+                (
+                    f"{label}, {SPLIT_LABELS[split]}",
+                    str(e["tasks"]),
+                    f"{e['success_rate']:.1%}",
+                    f"{e['mean_score']:.3f}",
+                    f"{e['mean_tool_calls']:.1f}",
+                )
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run_training(
+    config: str | Path | ExperimentConfig | None,
+    *,
+    overrides: Sequence[str] = (),
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Run (or continue) the experiment described by ``config``; returns the results also written to results.json.
+
+    Args:
+        config: A YAML path, a loaded ``ExperimentConfig``, or None for the defaults (plus ``overrides``).
+        overrides: ``section.key=value`` assignments applied on top of the YAML file (e.g. ``grpo.max_steps=10``).
+        callbacks: Extra ``transformers.TrainerCallback`` objects for both trainers.
+    """
+    from accelerate import PartialState
+    from transformers import set_seed
+
+    if not isinstance(config, ExperimentConfig):
+        config = load_config(config, overrides)
+    elif overrides:
+        config = load_config(config.to_dict(), overrides)
+    run_dir = Path(config.run.output_dir)
+    results_file = run_dir / "results.json"
+    if results_file.exists() and not config.run.resume:
+        raise ConfigError(
+            f"{run_dir} already holds a run; set run.resume=true to continue it or pick another run.output_dir"
+        )
+    state = PartialState()
+    if state.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(run_dir / "config.yaml", config)
+    state.wait_for_everyone()
+    results = json.loads(results_file.read_text()) if results_file.exists() else {"eval": {}, "stages": {}}
+    results["config"] = config.to_dict()
+    set_seed(config.run.seed)
+    started = time.perf_counter()
+
+    with state.main_process_first():  # only the main process builds or converts the base model
+        current = prepare_base_model(config, run_dir)
+    _evaluate_point("before", current, config, results, results_file)
+    for stage in config.run.stages:
+        final = run_dir / stage / "final"
+        if final.is_dir():
+            _log(f"{stage}: already finished ({final}), skipping")
+        else:
+            set_seed(config.run.seed)
+            results["stages"][stage] = _train_stage(stage, config, current, run_dir, callbacks)
+            if state.is_main_process:
+                _write_json(results_file, results)
+        current = str(final)
+        if stage == "sft" and "grpo" in config.run.stages:
+            _evaluate_point("after_sft", current, config, results, results_file)
+    _evaluate_point("after", current, config, results, results_file)
+    if state.is_main_process:
+        results = json.loads(results_file.read_text()) if results_file.exists() else results
+        results["final_model"] = current
+        results["seconds_this_invocation"] = round(time.perf_counter() - started, 1)
+        _write_json(results_file, results)
+        print("\n" + results_table(results) + "\n", flush=True)
+        _log(f"run folder: {run_dir} (final model {current}, results {results_file})")
+    return results
+
+
+def _write_config(path: Path, config: ExperimentConfig) -> None:
+    import yaml
+
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of ``recoverygym train``; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="recoverygym train",
+        description="Supervised warm start then GRPO on a recoverygym environment; evaluates before and after.",
+    )
+    parser.add_argument("config", help="experiment YAML, e.g. configs/quickstart.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (YAML syntax), e.g. --set grpo.max_steps=10; repeatable",
+    )
+    parser.add_argument("--output-dir", help="run folder (same as --set run.output_dir=...)")
+    parser.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run folder")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides)
+    if args.output_dir:
+        overrides.append(f"run.output_dir={args.output_dir}")
+    if args.no_resume:
+        overrides.append("run.resume=false")
+    try:
+        run_training(args.config, overrides=overrides)
+    except ConfigError as err:
+        print(f"recoverygym train: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # accelerate launch -m training.train CONFIG
+    sys.exit(main())
