@@ -55,4 +55,4 @@ def test_smollm2_sft_then_grpo_steps(tmp_path):
     )
     assert results["stages"]["sft"]["global_step"] == 2 and results["stages"]["grpo"]["global_step"] == 2
     assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()
-    assert results["eval"]["after"]["tasks"] == 2
+    assert results["eval"]["after"]["heldout"]["tasks"] == 2
