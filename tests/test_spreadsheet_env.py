@@ -1,0 +1,195 @@
+"""SpreadsheetEnv through the core's loop: reference policy on >= 500 tasks per split with faults off and with each
+fault kind on, every fault kind at rate 1.0, do-nothing and random policies, determinism, pickling, malformed and
+hostile actions, seeded-error and coworker starts, .xlsx export of an episode."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import random
+
+import pytest
+
+from envs.core import FaultConfig
+from envs.spreadsheet.env import SpreadsheetEnv
+from envs.spreadsheet.formulas import col_letter
+from envs.spreadsheet.xlsx import from_xlsx, to_xlsx
+
+KINDS = SpreadsheetEnv.fault_kinds
+
+
+class ReferencePolicy:
+    def act(self, env, observation: str) -> str:
+        return env.unwrapped.reference_action()
+
+
+class DoNothingPolicy:
+    def act(self, env, observation: str) -> str:
+        return json.dumps({"name": "finish", "arguments": {}})
+
+
+class RandomPolicy:
+    """Plausible random calls on and around the table (so they reach the tools' real paths), finishing at random."""
+
+    def __init__(self, seed: int = 0):
+        self.r = random.Random(seed)
+
+    def act(self, env, observation: str) -> str:
+        r = self.r
+        sheet = env.unwrapped.task.layout.sheet
+        col, row = col_letter(r.randint(1, 10)), r.randint(1, 20)
+        cell = f"{sheet}!{col}{row}"
+        choices = [
+            call("read_range", cells=f"{sheet}!A1:{col}{row}"), call("list_sheets"), call("find", text="a"),
+            call("write_values", cells=cell, values=[[r.choice(["x", 1, 2.5, None, True])]]),
+            call("set_formula", cell=cell, formula=r.choice(["=A2*B2", "=SUM(C2:C9)", "=1/0", '=IF(A1>1,"a","b")'])),
+            call("fill", cells=f"{cell}:{col}{row + r.randint(1, 5)}", direction="down"),
+            call("clear_range", cells=cell), call("sort_range", cells=f"{sheet}!A2:G9", keys=[col_letter(r.randint(1, 7))]),
+            call("insert_rows", sheet=sheet, before_row=row), call("delete_columns", sheet=sheet, first_column=col),
+            call("add_sheet", name=r.choice(["Summary", "Notes"])), call("finish"),
+        ]
+        return r.choice(choices)
+
+
+def episode(env, policy, task_seed, split="train", seed=None):
+    obs, info = env.reset(seed=task_seed if seed is None else seed, options={"task_seed": task_seed, "split": split})
+    observations = [obs]
+    while True:
+        obs, reward, terminated, truncated, info = env.step(policy.act(env, obs))
+        observations.append(obs)
+        if terminated or truncated:
+            return reward, info, observations
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_reference_policy_solves_500_tasks_without_faults(split):
+    env, policy = SpreadsheetEnv(), ReferencePolicy()
+    failed = [(k, info["reasons"]) for k in range(500)
+              for reward, info, _ in [episode(env, policy, k, split)] if not info["success"]]
+    assert not failed, failed[:3]
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_reference_policy_solves_500_tasks_with_each_fault_kind(kind, split):
+    env, policy = SpreadsheetEnv(faults=FaultConfig.only(kind, 0.3)), ReferencePolicy()
+    fired, failed = 0, []
+    for k in range(500):
+        _, info, _ = episode(env, policy, k, split)
+        fired += any(f["kind"] == kind for f in info["faults"])
+        if not info["success"]:
+            failed.append((k, info["faults"], info["reasons"]))
+    assert not failed, failed[:3]
+    assert fired > 50
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_fault_kind_at_rate_one_fires_and_is_recorded(kind):
+    env = SpreadsheetEnv(faults=FaultConfig.only(kind, 1.0))
+    fired = 0
+    for k in range(20):
+        _, info, _ = episode(env, ReferencePolicy(), k)
+        kinds = {f["kind"] for f in info["faults"]}
+        assert kinds <= {kind}
+        fired += kind in kinds
+    assert fired >= 15
+
+
+def test_seeded_error_start_shows_the_earlier_work_and_is_repaired():
+    env = SpreadsheetEnv(faults=FaultConfig.only("seeded_error", 1.0))
+    seen = 0
+    for k in range(40):
+        obs, info = env.reset(seed=k, options={"task_seed": k})
+        if any(f["kind"] == "seeded_error" for f in info["faults"]):
+            seen += 1
+            assert "Earlier work on this request" in obs
+            assert not env.unwrapped.check().success
+    assert seen >= 30
+
+
+def test_coworker_edit_changes_the_truth_the_checker_uses():
+    env = SpreadsheetEnv(faults=FaultConfig.only("concurrent_edit", 1.0))
+    _, info, _ = episode(env, ReferencePolicy(), 3)
+    assert info["success"] and env.unwrapped.state.others
+    edited = env.unwrapped.state.records != [dict(r) for r in env.unwrapped.task.records]
+    assert edited
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_do_nothing_and_random_policies_score_zero(split):
+    env = SpreadsheetEnv()
+    for k in range(100):
+        assert episode(env, DoNothingPolicy(), k, split)[0] == 0.0
+        assert episode(env, RandomPolicy(k), k, split)[0] == 0.0
+
+
+def test_same_seeds_same_episode():
+    runs = []
+    for _ in range(2):
+        env = SpreadsheetEnv(faults=FaultConfig.all(0.2))
+        runs.append([episode(env, RandomPolicy(k), k, seed=7)[2] for k in range(5)])
+    assert runs[0] == runs[1]
+    env = SpreadsheetEnv()
+    first, _ = env.reset(seed=1, options={"task_seed": 9})
+    again, _ = env.reset(seed=2, options={"task_seed": 9})
+    assert first == again  # the task depends on task_seed only
+
+
+def test_pickled_env_continues_identically():
+    env = SpreadsheetEnv(faults=FaultConfig.all(0.2))
+    env.reset(seed=3, options={"task_seed": 3})
+    policy = ReferencePolicy()
+    for _ in range(2):
+        env.step(policy.act(env, ""))
+    twin = pickle.loads(pickle.dumps(env))
+    for _ in range(30):
+        a, b = policy.act(env, ""), policy.act(twin, "")
+        assert a == b
+        out_a, out_b = env.step(a), twin.step(b)
+        assert out_a[:4] == out_b[:4]
+        if out_a[2] or out_a[3]:
+            break
+
+
+def call(name, **arguments) -> str:
+    return json.dumps({"name": name, "arguments": arguments})
+
+
+HOSTILE = [
+    ("not json at all", "tool call"),
+    ('{"name": "set_formula", "arguments": {"cell": "H2"}}', "missing required argument"),
+    (call("set_formula", cell="H2", formula="=" + "(" * 10_000 + "1" + ")" * 10_000), "characters"),
+    (call("set_formula", cell="H2", formula="=" + "ABS(" * 100 + "1" + ")" * 100), "nests deeper than 64"),
+    (call("set_formula", cell="H2", formula="=SUM(A1:XFD1048576)"), "circular"),
+    (call("set_formula", cell="H2", formula="=H2+1"), "circular"),
+    (call("set_formula", cell="H2", formula='=REPT("x",1000000000)'), "32767"),
+    (call("set_formula", cell="H2", formula="=__import__('os').system('x')"), "unexpected character"),
+    (call("read_range", cells="A1:XFD1048576"), "| A"),
+    (call("read_range", cells="'; DROP TABLE x; --!A1"), "no sheet named"),
+    (call("write_values", cells="H2", values=[["x" * 40_000]]), "at most 32767"),
+    (call("write_values", cells="H2", values="oops"), "must be a list"),
+    (call("fill", cells="H2:H1048576", direction="down"), "more than 5000"),
+    (call("fill", cells="H2:H5", direction="up"), "must be one of"),
+    (call("sort_range", cells="A1:XFD1048576", keys=["A"]), "sorted"),
+    (call("insert_rows", sheet="Nope", before_row=2), "no sheet named"),
+]
+
+
+@pytest.mark.parametrize(("action", "expect"), HOSTILE, ids=[h[1] for h in HOSTILE])
+def test_malformed_and_hostile_actions_are_observations(action, expect):
+    env = SpreadsheetEnv()
+    env.reset(seed=0, options={"task_seed": 0})
+    obs, reward, terminated, _, _ = env.step(action)
+    assert expect in obs
+    assert reward == 0.0 and not terminated
+    obs, *_ = env.step(call("list_sheets"))  # the env still works
+    assert "A1:" in obs
+
+
+def test_episode_workbook_saves_as_xlsx_and_loads_back():
+    env = SpreadsheetEnv()
+    episode(env, ReferencePolicy(), 5)
+    book = env.unwrapped.state.book
+    again = from_xlsx(io.BytesIO(to_xlsx(book)))
+    assert again.evaluate_all() == book.evaluate_all()
