@@ -73,7 +73,7 @@ class ToolEnv(gymnasium.Env[str, str]):
         render_mode: None or ``"ansi"`` (``render()`` returns the latest exchange as text).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
     #: One line shown by ``recoverygym envs``.
     description: ClassVar[str] = ""
     #: Fault kinds this environment implements; a non-zero rate for any other kind is an error.
@@ -189,7 +189,6 @@ class ToolEnv(gymnasium.Env[str, str]):
         self._blocked: dict[str, int] = {}  # tool -> turn at which its rate limit ends
         self._immune: set[str] = set()
         self._snapshot: Any = None  # the state before the latest write, for stale reads
-        self._read_since_write = False
         self._edited = False
         self._plan: list[ToolCall] | None = None  # the reference plan, computed when first asked for
         self._recovery: list[ToolCall] = []  # reference calls to make before the plan resumes
@@ -308,14 +307,12 @@ class ToolEnv(gymnasium.Env[str, str]):
             observation = fresh
         else:
             observation = self._run(spec, call)
-        self._read_since_write = True
         self._advance(call)
         return observation, False
 
     def _write(self, spec: ToolSpec, call: ToolCall, immune: bool) -> str:
         f, rng = self.faults, self.np_random
-        if (not immune and f.concurrent_edit and not self._edited and self._read_since_write
-                and rng.random() < f.concurrent_edit):
+        if not immune and f.concurrent_edit and not self._edited and rng.random() < f.concurrent_edit:
             before = self.state.copy() if f.stale_read else None
             what = self._concurrent_edit(rng)
             if what is not None:
@@ -323,7 +320,7 @@ class ToolEnv(gymnasium.Env[str, str]):
                 self._snapshot = before
                 self._record("concurrent_edit", call, description=what)
                 self._recover_by_reading(call)
-                return ("error 409: conflict: the records changed since you last read them (someone else is working "
+                return ("error 409: conflict: the records changed since you last saw them (someone else is working "
                         "on this too); nothing was applied. Read the current state before writing again.")
         if not immune and f.write_timeout and rng.random() < f.write_timeout:
             applied = bool(rng.random() < 0.5)
@@ -341,7 +338,6 @@ class ToolEnv(gymnasium.Env[str, str]):
                     "before retrying.")
         self._snapshot_before_write()
         observation = self._run(spec, call)
-        self._read_since_write = False
         self._advance(call, write=True)
         return observation
 

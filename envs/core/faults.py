@@ -13,9 +13,9 @@ Kinds (rates are probabilities in [0, 1]):
   non-idempotent write double-applies it; reading back first is right.
 - ``stale_read``: a read returns what it would have returned before the agent's latest write (replica lag) when that
   differs from the fresh answer; reading again returns fresh data.
-- ``concurrent_edit``: between the agent's read and its next write, someone else changes the state (a colleague,
-  a coworker); the write is rejected with a 409 conflict and nothing applied. Retrying without re-reading can
-  repeat what the other person already did. At most once per episode.
+- ``concurrent_edit``: just before one of the agent's writes, someone else changes the state (a colleague, a
+  coworker); the write is rejected with a 409 conflict and nothing applied. Retrying without re-reading can
+  repeat what the other person already did or overwrite it. At most once per episode.
 - ``seeded_error``: per episode, not per call: the episode starts after an earlier wrong action, present in the
   state and shown in the prompt's transcript. Drawn from the task seed, so every rollout of a task agrees.
 
@@ -26,7 +26,6 @@ that recovers correctly always makes progress, even at rate 1.0.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,7 +51,7 @@ class FaultConfig:
     def __post_init__(self) -> None:
         for kind in FAULT_KINDS:
             rate = getattr(self, kind)
-            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0 or math.isnan(rate):
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate <= 1.0:
                 raise ValueError(f"fault rate {kind}={rate!r} must be a number between 0 and 1")
             object.__setattr__(self, kind, float(rate))
 

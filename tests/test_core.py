@@ -1,0 +1,236 @@
+"""The core's fault semantics, on a toy environment small enough to reason about exactly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from envs.core import CheckResult, FaultConfig, ToolCall, ToolEnv, ToolError, tool
+
+
+@dataclass
+class Ledger:
+    entries: list[int] = field(default_factory=list)
+
+    def copy(self) -> Ledger:
+        return Ledger(list(self.entries))
+
+
+@dataclass
+class Task:
+    amounts: list[int]
+    template: str = "ledger"
+
+    @property
+    def required_steps(self) -> int:
+        return len(self.amounts) + 1
+
+
+class LedgerEnv(ToolEnv):
+    """Append the requested amounts to a ledger, once each."""
+
+    description = "toy ledger"
+    fault_kinds = ("transient_error", "rate_limit", "write_timeout", "stale_read", "concurrent_edit", "seeded_error")
+
+    def _generate_task(self, rng, split, task_seed):
+        return Task([int(x) for x in rng.integers(1, 100, size=3)])
+
+    def _setup(self, task):
+        self.state = Ledger()
+
+    def _prompt(self):
+        return f"Append {self.task.amounts} to the ledger, then finish."
+
+    def _check(self):
+        ok = self.state.entries == self.task.amounts
+        return CheckResult(float(ok), {"ledger": ok}, [] if ok else [f"ledger is {self.state.entries}"])
+
+    def _reference_plan(self):
+        done = self.state.entries
+        if done != self.task.amounts[: len(done)]:  # repair: remove the wrong tail
+            return [ToolCall("pop", {}), *self._rest(done[:-1])]
+        return self._rest(done)
+
+    def _rest(self, done):
+        return [ToolCall("append", {"amount": a}) for a in self.task.amounts[len(done):]] + [ToolCall("finish")]
+
+    def _seed_error(self, rng):
+        self.state.entries.append(1000)
+        return "extra_entry", "appended 1000", []
+
+    def _concurrent_edit(self, rng):
+        n = len(self.state.entries)
+        if n < len(self.task.amounts):
+            self.state.entries.append(self.task.amounts[n])
+            return "a colleague appended the next amount"
+        return None
+
+    def _read_back(self, call):
+        return ToolCall("read", {})
+
+    @tool
+    def read(self) -> str:
+        """Show the ledger."""
+        return f"ledger: {self.state.entries}"
+
+    @tool(write=True)
+    def append(self, amount: int) -> str:
+        """Append an amount.
+
+        Args:
+            amount: The amount to append.
+        """
+        if amount <= 0:
+            raise ToolError(f"amount must be positive, got {amount}")
+        self.state.entries.append(amount)
+        return f"appended {amount}"
+
+    @tool(write=True)
+    def pop(self) -> str:
+        """Remove the last entry."""
+        if not self.state.entries:
+            raise ToolError("the ledger is empty")
+        return f"removed {self.state.entries.pop()}"
+
+    @tool(finish=True)
+    def finish(self) -> str:
+        """Finish the task."""
+        return "done"
+
+
+def call(name, **arguments):
+    return json.dumps({"name": name, "arguments": arguments})
+
+
+def run_reference(env, seed=0):
+    env.reset(seed=seed, options={"task_seed": 0})
+    log = []
+    while True:
+        action = env.reference_action()
+        obs, reward, terminated, truncated, info = env.step(action)
+        log.append((json.loads(action)["name"], obs))
+        if terminated or truncated:
+            return log, reward, info
+
+
+def test_fault_free_reference_is_the_plan():
+    log, reward, info = run_reference(LedgerEnv())
+    assert [n for n, _ in log] == ["append"] * 3 + ["finish"] and reward == 1.0 and info["faults"] == []
+
+
+def test_transient_error_does_nothing_and_the_retry_is_immune():
+    env = LedgerEnv(faults=FaultConfig.only("transient_error", 1.0))
+    log, reward, info = run_reference(env)
+    assert [n for n, _ in log] == ["append", "append"] * 3 + ["finish", "finish"]
+    assert all("503" in obs for obs in [o for _, o in log][::2]) and reward == 1.0
+    assert [f["kind"] for f in info["faults"]] == ["transient_error"] * 4
+
+
+def test_rate_limit_blocks_the_tool_for_the_retry_after_time():
+    env = LedgerEnv(faults=FaultConfig.only("rate_limit", 1.0))
+    env.reset(seed=0, options={"task_seed": 0})
+    obs, *_, info = env.step(env.reference_action())
+    wait = info["faults"][0]["retry_after"]
+    assert "429" in obs and f"Retry after {wait} s" in obs
+    for _ in range(wait - 1):
+        obs, *_, info = env.step(env.reference_action())
+        assert "429" in obs and len(info["faults"]) == 1  # still blocked: no new fault, nothing applied
+    assert env.state.entries == []
+    obs, *_ = env.step(env.reference_action())
+    assert obs.startswith("appended")
+
+
+def test_write_timeout_applies_half_the_time_and_blind_retry_double_applies():
+    applied = []
+    for seed in range(40):
+        env = LedgerEnv(faults=FaultConfig.only("write_timeout", 1.0))
+        env.reset(seed=seed, options={"task_seed": 0})
+        amount = env.task.amounts[0]
+        obs, *_, info = env.step(call("append", amount=amount))
+        assert "504" in obs and "may or may not" in obs
+        applied.append(info["faults"][0]["applied"])
+        assert env.state.entries == ([amount] if applied[-1] else [])
+        env.step(call("append", amount=amount))  # blind retry (immune: applies)
+        assert env.state.entries == [amount] * (1 + applied[-1])
+    assert 10 < sum(applied) < 30
+
+
+def test_reference_reads_back_after_a_timeout_and_never_double_applies():
+    for seed in range(20):
+        log, reward, info = run_reference(LedgerEnv(faults=FaultConfig.only("write_timeout", 1.0)), seed)
+        assert reward == 1.0, (seed, log)
+        names = [n for n, _ in log]
+        assert all(names[i + 1] == "read" for i, (_, o) in enumerate(log) if "504" in o)
+
+
+def test_stale_read_shows_the_state_before_the_latest_write_once():
+    env = LedgerEnv(faults=FaultConfig.only("stale_read", 1.0))
+    env.reset(seed=0, options={"task_seed": 0})
+    assert env.step(call("read"))[0] == "ledger: []"  # nothing written yet: nothing stale
+    env.step(call("append", amount=5))
+    stale, *_, info = env.step(call("read"))
+    fresh, *_ = env.step(call("read"))
+    assert stale == "ledger: []" and fresh == "ledger: [5]" and info["faults"][-1]["kind"] == "stale_read"
+
+
+def test_concurrent_edit_rejects_the_write_and_the_reference_does_not_repeat_it():
+    env = LedgerEnv(faults=FaultConfig.only("concurrent_edit", 1.0))
+    log, reward, info = run_reference(env)
+    assert "409" in log[0][1] and log[1][0] == "read" and reward == 1.0
+    assert [f["kind"] for f in info["faults"]] == ["concurrent_edit"]  # once per episode
+    assert len(log) == 1 + 1 + 2 + 1  # conflict, read back, the two amounts left, finish
+
+
+def test_seeded_error_is_drawn_from_the_task_and_repaired():
+    env = LedgerEnv(faults=FaultConfig.only("seeded_error", 1.0))
+    starts = set()
+    for seed in range(3):
+        env.reset(seed=seed, options={"task_seed": 4})
+        starts.add(tuple(env.state.entries))
+    assert starts == {(1000,)}
+    log, reward, info = run_reference(env)
+    assert log[0][0] == "pop" and reward == 1.0 and info["faults"][0]["variant"] == "extra_entry"
+
+
+def test_all_faults_at_rate_one_still_terminate_with_success():
+    for seed in range(20):
+        log, reward, info = run_reference(LedgerEnv(faults=FaultConfig.all(1.0), max_turns=200), seed)
+        assert reward == 1.0, log
+
+
+def test_tool_errors_are_observations_and_other_exceptions_propagate():
+    env = LedgerEnv()
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step(call("append", amount=-3))
+    assert obs == "error: amount must be positive, got -3" and not info["invalid_action"] and info["tool"] == "append"
+    env.state = None  # an environment bug must not be hidden from its author
+    with pytest.raises(AttributeError):
+        env.step(call("read"))
+
+
+def test_unsupported_fault_kind_and_missing_finish_tool_are_errors():
+    class NoStale(LedgerEnv):
+        fault_kinds = ("transient_error",)
+
+    with pytest.raises(ValueError, match="does not support fault kind"):
+        NoStale(faults={"stale_read": 0.1})
+
+    class NoFinish(ToolEnv):
+        @tool
+        def look(self) -> str:
+            """Look."""
+            return ""
+
+    with pytest.raises(TypeError, match="finishing tool"):
+        NoFinish()
+
+
+def test_observations_are_ascii_and_bounded():
+    from envs.core import MAX_OBSERVATION, sanitize
+
+    text = sanitize("caf\u00e9 \r" + "x" * 20_000)
+    assert text.startswith("caf? ?") and len(text) == MAX_OBSERVATION and text.endswith("characters truncated]")
+    assert np.all([c.isascii() for c in text])
