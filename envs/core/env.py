@@ -15,6 +15,7 @@ The reward is 0 until the episode ends (the finishing tool was called: ``termina
 
 from __future__ import annotations
 
+import re
 import string
 import zlib
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ CHARSET_TEXT = "".join(sorted(CHARSET))
 MAX_OBSERVATION = 16_000
 MAX_ACTION = 16_000
 SPLITS = {"train": 0, "heldout": 1}
+_OUTSIDE_CHARSET = re.compile(r"[^\t\n\x20-\x7e]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +58,8 @@ def sanitize(text: str, limit: int = MAX_OBSERVATION) -> str:
     """Make ``text`` a valid observation: printable ASCII (other characters become '?') of at most ``limit``."""
     if not text.isascii():
         text = text.encode("ascii", "replace").decode()
-    if any(c not in CHARSET for c in text):
-        text = "".join(c if c in CHARSET else "?" for c in text)
+    if _OUTSIDE_CHARSET.search(text):
+        text = _OUTSIDE_CHARSET.sub("?", text)
     if len(text) > limit:
         marker = f"\n[... {len(text) - limit} more characters truncated]"
         text = text[: limit - len(marker)] + marker
@@ -267,15 +269,17 @@ class ToolEnv(gymnasium.Env[str, str]):
     def _call(self, call: ToolCall) -> tuple[str, bool]:
         """Run a validated call through fault injection; return (observation, terminated)."""
         spec = self._tools[call.name]
-        key = call.key()
         f = self.faults
         blocked_until = self._blocked.get(call.name)
         if blocked_until is not None and self.turn < blocked_until:
             return self._retry_later(call, f"error 429: rate limit for {call.name}; retry after "
                                            f"{blocked_until - self.turn} s (one turn takes 1 s)")
         self._blocked.pop(call.name, None)
-        immune = key in self._immune
-        self._immune.discard(key)
+        immune = False
+        if self._immune:
+            key = call.key()
+            immune = key in self._immune
+            self._immune.discard(key)
         rng = self.np_random
         if not immune:
             if f.rate_limit and rng.random() < f.rate_limit:
