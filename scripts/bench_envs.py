@@ -2,8 +2,8 @@
 
 An episode is ``reset`` + every step of the reference policy (computing its actions included) + the checker, which
 runs at the end of every episode. Steps/s counts ``env.step`` calls over the same wall time, so it includes resets
-and the policy. ``--read-only`` also measures bare read-tool steps (no reset, no policy) for comparison with other
-suites' read-only figures.
+and the policy; "step() only" divides by the time spent inside ``env.step``. ``--read-only`` also measures bare
+read-tool steps (no reset, no policy) for comparison with other suites' read-only figures.
 
     python scripts/bench_envs.py                # all environments, faults off and all kinds at 0.2
     python scripts/bench_envs.py --seconds 5 --env recoverygym/SupportDesk-v0
