@@ -1,0 +1,80 @@
+"""The batched transformers policy on a tiny random model: batching does not change what is played."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import gymnasium
+
+import envs  # noqa: F401
+from training.evaluation.model_policy import TransformersPolicy
+from training.evaluation.policies import BestOfKPolicy, ScaffoldPolicy
+from training.evaluation.runner import EvalConfig, load_episodes, run_eval
+from training.models import build_tiny_model, load_model_and_tokenizer
+
+SUPPORT = "recoverygym/SupportDesk-v0"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls: threads only add overhead, and contention on small shared CPUs
+    env = gymnasium.make(SUPPORT)
+    texts = []
+    for k in range(8):
+        prompt, info = env.reset(seed=k, options={"task_seed": k, "split": "train"})
+        texts += [prompt, json.dumps(info["tools"])]
+    path = build_tiny_model(tmp_path_factory.mktemp("tiny"), texts=texts, seed=0)
+    model, tokenizer = load_model_and_tokenizer(path)
+    yield model, tokenizer
+    torch.set_num_threads(threads)
+
+
+def _config(batch_size, **kw):
+    return EvalConfig(**({"env_ids": (SUPPORT,), "fault_kinds": ("none",), "tasks": 3, "samples": 2,
+                          "max_turns": 3, "batch_size": batch_size} | kw))
+
+
+def test_prompt_carries_the_tool_schemas(tiny):
+    model, tokenizer = tiny
+    policy = TransformersPolicy(model, tokenizer, max_new_tokens=8)
+    env = gymnasium.make(SUPPORT)
+    prompt, info = env.reset(seed=0, options={"task_seed": 0, "split": "heldout"})
+    from training.evaluation.episode import Episode
+
+    text = policy.render(Episode(env=env, prompt=prompt, info=info, rng=None))
+    for schema in info["tools"]:
+        assert schema["function"]["name"] in text
+    assert text.rstrip().endswith("<|im_start|>assistant")
+
+
+def test_batched_generation_plays_the_same_episodes_as_one_at_a_time(tiny, tmp_path):
+    model, tokenizer = tiny
+    policy = TransformersPolicy(model, tokenizer, max_new_tokens=12)
+    run_eval(policy, _config(batch_size=6), tmp_path / "batched", progress=False)
+    run_eval(policy, _config(batch_size=1), tmp_path / "single", progress=False)
+    batched = load_episodes(tmp_path / "batched" / "episodes.jsonl")
+    single = load_episodes(tmp_path / "single" / "episodes.jsonl")
+    assert len(batched) == len(single) == 6
+    assert [ep["steps"] for ep in batched] == [ep["steps"] for ep in single]
+    for ep in batched:
+        assert 0 < ep["generated_tokens"] <= 12 * ep["turns"]
+        assert all(0 < step["tokens"] <= 12 for step in ep["steps"])
+
+
+def test_wrappers_run_around_the_model(tiny, tmp_path):
+    model, tokenizer = tiny
+    sampled = TransformersPolicy(model, tokenizer, max_new_tokens=6, temperature=1.0, seed=0)
+    best = BestOfKPolicy(sampled, k=3)
+    res = run_eval(best, _config(batch_size=4, tasks=2, samples=1), tmp_path / "best", progress=False)
+    eps = load_episodes(tmp_path / "best" / "episodes.jsonl")
+    assert res["policy"].startswith("best-of-3(")
+    steps = [step for ep in eps for step in ep["steps"]]
+    assert all(step["tokens"] >= 3 for step in steps)  # every one of the k samples is paid for
+    assert sum(step["tokens"] for step in steps) / len(steps) > 6  # more than one sample's budget
+    scaffold = ScaffoldPolicy(TransformersPolicy(model, tokenizer, max_new_tokens=6))
+    res = run_eval(scaffold, _config(batch_size=4, tasks=2, samples=1, fault_kinds=("all",), fault_rate=0.5),
+                   tmp_path / "scaffold", progress=False)
+    assert res["episodes"] == 2

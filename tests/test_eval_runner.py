@@ -1,0 +1,162 @@
+"""The evaluation runner end to end on the real environments: determinism, resume, report, viewer, CLI."""
+
+import json
+import subprocess
+import sys
+
+import gymnasium
+import pytest
+
+import envs  # noqa: F401  (registers the ids)
+from training.evaluation import cli
+from training.evaluation.policies import (
+    DoNothingPolicy,
+    NoisyReferencePolicy,
+    RandomPolicy,
+    ReferencePolicy,
+)
+from training.evaluation.report import write_report
+from training.evaluation.runner import EvalConfig, load_episodes, run_eval, to_dataset
+
+ENV_IDS = sorted(k for k in gymnasium.registry if k.startswith("recoverygym/"))
+SUPPORT = "recoverygym/SupportDesk-v0"
+
+
+def _config(env_ids=ENV_IDS, **kw):
+    defaults = {"env_ids": tuple(env_ids), "splits": ("heldout",), "fault_kinds": ("none", "all"),
+                "fault_rate": 0.3, "tasks": 3, "samples": 2, "seed": 0}
+    return EvalConfig(**(defaults | kw))
+
+
+def _strip(records):
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in records]
+
+
+def test_registry_has_environments():
+    assert SUPPORT in ENV_IDS and len(ENV_IDS) >= 2
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_reference_succeeds_and_do_nothing_and_random_fail(env_id, tmp_path):
+    config = _config([env_id])
+    ref = run_eval(ReferencePolicy(), config, tmp_path / "ref", progress=False)
+    assert ref["episodes"] == 12
+    assert all(row["success_rate"] == 1.0 for row in ref["summary"]), ref["summary"]
+    for policy in (DoNothingPolicy(), RandomPolicy()):
+        res = run_eval(policy, config, tmp_path / policy.name, progress=False)
+        assert all(row["success_rate"] == 0.0 for row in res["summary"]), (policy.name, res["summary"])
+
+
+def test_scripted_runs_are_deterministic_whatever_the_batch_size(tmp_path):
+    config = _config(batch_size=1)
+    runs = []
+    for name, cfg in (("a", config), ("b", _config(batch_size=5)), ("c", config)):
+        run_eval(NoisyReferencePolicy(0.3), cfg, tmp_path / name, progress=False)
+        runs.append(_strip(load_episodes(tmp_path / name / "episodes.jsonl")))
+    key = lambda r: (r["env_id"], r["fault_kind"], r["task_seed"], r["sample"])
+    assert sorted(runs[0], key=key) == sorted(runs[1], key=key) == sorted(runs[2], key=key)
+    assert any(r["faults"] for r in runs[0]), "fault_rate 0.3 should fire some faults"
+    # another seed draws other faults and noise
+    run_eval(NoisyReferencePolicy(0.3), _config(seed=1), tmp_path / "d", progress=False)
+    assert sorted(_strip(load_episodes(tmp_path / "d" / "episodes.jsonl")), key=key) != sorted(runs[0], key=key)
+
+
+class _Interrupting:
+    """Delegates to a policy and raises KeyboardInterrupt on its ``stop_at``-th call."""
+
+    def __init__(self, inner, stop_at):
+        self.inner, self.stop_at, self.calls = inner, stop_at, 0
+        self.name = inner.name
+
+    def act(self, episodes):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return self.inner.act(episodes)
+
+    def config(self):
+        return self.inner.config()
+
+
+def test_resume_after_interruption_skips_finished_episodes(tmp_path):
+    config = _config([SUPPORT], batch_size=3)
+    run_eval(ReferencePolicy(), config, tmp_path / "full", progress=False)
+    full = _strip(load_episodes(tmp_path / "full" / "episodes.jsonl"))
+
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(_Interrupting(ReferencePolicy(), stop_at=12), config, out, progress=False)
+    first = load_episodes(out / "episodes.jsonl")
+    assert 0 < len(first) < len(full)
+    with (out / "episodes.jsonl").open("a") as f:
+        f.write('{"env_id": "recoverygym/Supp')  # a line cut short by the interruption
+
+    starts = []
+    policy = ReferencePolicy()
+    inner_act = policy.act
+
+    def counting(episodes):
+        starts.extend((e.info["task_seed"], e.info.get("split")) for e in episodes if not e.history)
+        return inner_act(episodes)
+
+    policy.act = counting
+    run_eval(policy, config, out, progress=False)
+    resumed = load_episodes(out / "episodes.jsonl")
+    assert resumed[: len(first)] == first  # finished episodes untouched
+    assert len(starts) == len(full) - len(first)  # and not played again
+    key = lambda r: (r["fault_kind"], r["task_seed"], r["sample"])
+    assert sorted(_strip(resumed), key=key) == sorted(full, key=key)
+
+    with pytest.raises(ValueError, match="different config"):
+        run_eval(ReferencePolicy(), _config([SUPPORT], samples=3), out, progress=False)
+
+
+def test_report_viewer_and_dataset_from_a_small_run(tmp_path):
+    config = _config(fault_kinds=("none", "all"), fault_rate=0.4)
+    folders = []
+    for policy in (ReferencePolicy(), NoisyReferencePolicy(0.5), DoNothingPolicy()):
+        run_eval(policy, config, tmp_path / policy.name, progress=False)
+        folders.append(tmp_path / policy.name)
+    results = json.loads((folders[0] / "results.json").read_text())
+    assert results["config"]["eval"]["tasks"] == 3 and results["config"]["policy"] == {"policy": "reference"}
+    assert {"python", "gymnasium", "numpy"} <= set(results["versions"])
+
+    report = write_report(folders, tmp_path / "report", command="pytest")
+    text = report.read_text()
+    for heading in ("Success by split and fault kind", "Comparison", "pass^k", "Recovery", "Compounding"):
+        assert heading in text
+    assert "| reference |" in text and "| do-nothing |" in text
+    for png in ("success_by_split_and_fault.png", "pass_k.png", "compounding_error.png", "recovery_by_fault.png"):
+        assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
+    viewer = (tmp_path / "report" / "viewer.html").read_text()
+    assert "class='badge fault'" in viewer  # injected faults highlighted
+    assert "class='reason'" in viewer  # failed episodes show the checker's reasons
+    episodes = load_episodes(folders[2] / "episodes.jsonl")
+    assert all(ep["reasons"] for ep in episodes if not ep["success"])
+
+    ds = to_dataset(load_episodes(folders[0] / "episodes.jsonl"))
+    assert ds.num_rows == 2 * 3 * 2 * len(ENV_IDS)
+    assert ds[0]["messages"][0]["role"] == "user" and ds[0]["messages"][1]["role"] == "assistant"
+
+
+def test_cli_eval_then_report(tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = cli.main(["eval", "--env", SUPPORT, "--policy", "reference", "--policy", "do-nothing", "--tasks", "2",
+                     "--samples", "2", "--faults", "none,transient_error", "--out", str(out), "--no-progress",
+                     "--dataset", str(tmp_path / "ds")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "success 100.0%" in printed and "success   0.0%" in printed
+    assert (out / "reference" / "results.json").exists() and (tmp_path / "ds" / "do-nothing").is_dir()
+    code = cli.main(["report", str(out / "reference"), str(out / "do-nothing"), "--out", str(tmp_path / "rep")])
+    assert code == 0 and (tmp_path / "rep" / "report.md").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "--env", SUPPORT, "--policy", "refrence", "--out", str(out)])
+    assert "unknown policy spec 'refrence'" in capsys.readouterr().err
+
+
+def test_evaluation_package_imports_without_torch():
+    code = ("import sys; import training.evaluation.cli, training.evaluation.runner, training.evaluation.report, "
+            "training.evaluation.viewer, training.evaluation.policies, training.evaluation.openai_policy, "
+            "training.evaluation.model_policy; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
