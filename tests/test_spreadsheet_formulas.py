@@ -49,6 +49,7 @@ CASES = [
     ('=VLOOKUP("k1",T!A1:B2,3,FALSE)', XlError("#VALUE!")), ('=INDEX(T!B1:B2,MATCH("k2",T!A1:A2,0))', 20.0),
     ("=DATE(2024,2,29)", 45351.0), ('=YEAR(DATEVALUE("2023-07-04"))', 2023.0), ('="z">5', True),
     ("=T!B1*2", 20.0), ("=SUMPRODUCT(A1:A2,T!B1:B2)", 170.0), ('=REPT("x",100000)', XlError("#VALUE!")),
+    ('="1E5"+1', 100001.0), ('="-.5e1"+1', -4.0), ('="E5"+1', XlError("#VALUE!")), ('=VALUE("E-14")', XlError("#VALUE!")),
     ("=SUMM(A1)", XlError("#NAME?")), ("=foo", XlError("#NAME?")), ("=A1:A2", XlError("#VALUE!")),
 ]
 

@@ -107,7 +107,8 @@ def text_to_number(s: str):
         return None
     pct = t.endswith("%")
     body = t[:-1].strip() if pct else t
-    if _NUM_RE.fullmatch(body) and any(ch.isdigit() for ch in body):
+    mantissa = body.partition("e")[0].partition("E")[0]
+    if _NUM_RE.fullmatch(body) and any(ch.isdigit() for ch in mantissa):  # "E5" is text, not 0 x 10^5
         x = float(body.replace(",", ""))
         return x / 100 if pct else x
     if (m := _ISO_RE.fullmatch(t)) or (m := _US_RE.fullmatch(t)):
