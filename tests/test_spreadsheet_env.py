@@ -152,7 +152,7 @@ def test_pickled_env_continues_identically():
             break
 
 
-def call(name, **arguments) -> str:
+def call(name, /, **arguments) -> str:
     return json.dumps({"name": name, "arguments": arguments})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -302,13 +303,13 @@ class SpreadsheetEnv(ToolEnv):
         return f"{self._where(sheet, box.r1, box.c1)}: {self._cell_text(sheet, box.r1, box.c1)}{note}"
 
     @tool(write=True)
-    def fill(self, cells: str, direction: str = "down") -> str:
+    def fill(self, cells: str, direction: Literal["down", "right"] = "down") -> str:
         """Copy the first row of a range down over the rest of it (or the first column right), the way dragging the
         fill handle does: relative references move, $-absolute ones stay.
 
         Args:
             cells: The range including the source, like 'H2:H20' (fill down from H2) or 'B5:F5' (fill right).
-            direction: Which way to copy (choices: ["down", "right"]).
+            direction: Which way to copy.
         """
         sheet, box = self._range(cells)
         down = direction == "down"
