@@ -6,7 +6,9 @@ so an agent may solve a task any equivalent way. A live goal also needs formulas
 changes: the checker edits the data in a copy of the workbook and compares again.
 
 ``plan(env)`` returns the tool calls that reach the goal from the env's current state; the reference planner
-runs them on a scratch copy goal after goal (``plan.py``).
+runs them on a scratch copy goal after goal (``plan.py``). Plans are diffs: a cell that already holds what the call
+would write is left alone, so a re-plan after a fault (a conflict, a timed-out write that went through) does not
+redo work already done.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from envs.core.tools import ToolCall
-from envs.spreadsheet.formulas import XlError, col_letter
+from envs.spreadsheet.formulas import XlError, col_letter, rewrite_refs
 from envs.spreadsheet.functions import number_text, round_decimal
-from envs.spreadsheet.workbook import row_compare
+from envs.spreadsheet.workbook import move_box, row_compare
 
 Key = tuple[str, int, int]
 
@@ -118,6 +120,21 @@ def rows_by_id(state, task) -> dict[Any, int]:
     return out
 
 
+def formula_calls(book, sheet: str, col: int, r1: int, r2: int, formula: str) -> list[ToolCall]:
+    """``set_formula`` in row ``r1`` and ``fill`` down to ``r2``, each left out when the cells already hold what it
+    would write."""
+    c = col_letter(col)
+    calls = []
+    if sheet not in book.sheets or book.raw(sheet, r1, col) != formula:
+        calls.append(ToolCall("set_formula", {"cell": f"{sheet}!{c}{r1}", "formula": formula}))
+    filled = not calls and all(
+        book.raw(sheet, r, col) == rewrite_refs(formula, lambda b, d=r - r1: move_box(b, d, 0))
+        for r in range(r1 + 1, r2 + 1))
+    if r2 > r1 and not filled:
+        calls.append(ToolCall("fill", {"cells": f"{sheet}!{c}{r1}:{c}{r2}", "direction": "down"}))
+    return calls
+
+
 def record_at(state, task, records, row: int):
     """The record whose id is in ``row`` of the table, or None."""
     v = state.book.cell_value(task.layout.sheet, row, task.layout.col("id"))
@@ -179,18 +196,13 @@ class NewColumn(Goal):
         return {k for k in self.expected(state, task, records) if k[1] != 1}
 
     def plan(self, env):
-        lay, n = env.task.layout, len(env.state.records)
+        lay, n, book = env.task.layout, len(env.state.records), env.state.book
         calls = []
-        head = env.state.book.cell_value(lay.sheet, 1, self.col)
-        if head != self.header:
+        if book.cell_value(lay.sheet, 1, self.col) != self.header:
             calls.append(ToolCall("write_values", {"cells": f"{lay.sheet}!{col_letter(self.col)}1",
                                                    "values": [[self.header]]}))
-        first = f"{col_letter(self.col)}{lay.first}"
-        calls.append(ToolCall("set_formula", {"cell": f"{lay.sheet}!{first}", "formula": self.formula.format(r=lay.first)}))
-        if n > 1:
-            calls.append(ToolCall("fill", {"cells": f"{lay.sheet}!{first}:{col_letter(self.col)}{lay.last(n)}",
-                                           "direction": "down"}))
-        return calls
+        formula = self.formula.format(r=lay.first)
+        return calls + formula_calls(book, lay.sheet, self.col, lay.first, lay.last(n), formula)
 
 
 @dataclass
@@ -217,13 +229,15 @@ class InPlace(Goal):
         return reasons
 
     def plan(self, env):
-        lay, records = env.task.layout, env.state.records
-        c = lay.letter(self.role)
-        values = []
-        for r in range(lay.first, lay.last(len(records)) + 1):
-            rec = record_at(env.state, env.task, records, r)
-            values.append([rec[self.role]])
-        return [ToolCall("write_values", {"cells": f"{lay.sheet}!{c}{lay.first}", "values": values})]
+        lay, records, book = env.task.layout, env.state.records, env.state.book
+        c = lay.col(self.role)
+        want = {r: record_at(env.state, env.task, records, r)[self.role]
+                for r in range(lay.first, lay.last(len(records)) + 1)}
+        wrong = [r for r, v in want.items() if not same_value(book.raw(lay.sheet, r, c), v)]
+        if not wrong:
+            return []
+        values = [[want[r]] for r in range(wrong[0], wrong[-1] + 1)]  # one write spanning the cells still wrong
+        return [ToolCall("write_values", {"cells": f"{lay.sheet}!{col_letter(c)}{wrong[0]}", "values": values})]
 
 
 @dataclass
@@ -252,12 +266,15 @@ class TotalsRow(Goal):
     def plan(self, env):
         lay, records = env.task.layout, env.state.records
         row, last = self.row(records, env.task), lay.last(len(records))
-        calls = [ToolCall("write_values", {"cells": f"{lay.sheet}!{col_letter(self.label_col)}{row}",
-                                           "values": [[self.label]]})]
+        book, calls = env.state.book, []
+        if book.raw(lay.sheet, row, self.label_col) != self.label:
+            calls.append(ToolCall("write_values", {"cells": f"{lay.sheet}!{col_letter(self.label_col)}{row}",
+                                                   "values": [[self.label]]}))
         for col, func, _ in self.aggs:
             c = col_letter(col)
-            calls.append(ToolCall("set_formula", {"cell": f"{lay.sheet}!{c}{row}",
-                                                  "formula": f"={func}({c}{lay.first}:{c}{last})"}))
+            formula = f"={func}({c}{lay.first}:{c}{last})"
+            if book.raw(lay.sheet, row, col) != formula:
+                calls.append(ToolCall("set_formula", {"cell": f"{lay.sheet}!{c}{row}", "formula": formula}))
         return calls
 
 
@@ -286,25 +303,23 @@ class Summary(Goal):
         return {(self.sheet, i, j) for i in range(2, len(self.cats) + 2) for j in range(2, len(self.columns) + 2)}
 
     def plan(self, env):
-        lay, n = env.task.layout, len(env.state.records)
+        lay, n, book = env.task.layout, len(env.state.records), env.state.book
         calls = []
-        if self.sheet not in env.state.book.sheets:
+        if self.sheet not in book.sheets:
             calls.append(ToolCall("add_sheet", {"name": self.sheet}))
         head = [self.cat_header] + [h for h, _, _ in self.columns]
-        calls.append(ToolCall("write_values", {"cells": f"{self.sheet}!A1",
-                                               "values": [head] + [[c] for c in self.cats]}))
+        labels = {(1, j): h for j, h in enumerate(head, start=1)} | {(i, 1): c for i, c in enumerate(self.cats, 2)}
+        if self.sheet not in book.sheets or any(book.raw(self.sheet, r, c) != v for (r, c), v in labels.items()):
+            calls.append(ToolCall("write_values", {"cells": f"{self.sheet}!A1",
+                                                   "values": [head] + [[c] for c in self.cats]}))
         cat_rng = f"{lay.sheet}!${lay.letter('cat')}${lay.first}:${lay.letter('cat')}${lay.last(n)}"
         for j, (_, func, role) in enumerate(self.columns, start=2):
-            c = col_letter(j)
             if func == "COUNTIF":
                 formula = f"=COUNTIF({cat_rng},$A2)"
             else:
                 val = f"{lay.sheet}!${lay.letter(role)}${lay.first}:${lay.letter(role)}${lay.last(n)}"
                 formula = f"={func}({cat_rng},$A2,{val})"
-            calls.append(ToolCall("set_formula", {"cell": f"{self.sheet}!{c}2", "formula": formula}))
-            if len(self.cats) > 1:
-                calls.append(ToolCall("fill", {"cells": f"{self.sheet}!{c}2:{c}{len(self.cats) + 1}",
-                                               "direction": "down"}))
+            calls += formula_calls(book, self.sheet, j, 2, len(self.cats) + 1, formula)
         return calls
 
 

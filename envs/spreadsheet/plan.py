@@ -3,7 +3,7 @@
 The plan is computed by running the tools on a scratch copy of the environment, phase by phase: remove repeated
 rows, repair cells that must not have changed and clear stray cells (a seeded mistake, a misplaced write), then
 every goal not met yet, then ``finish``. Because it plans from any state, the core can re-plan after a coworker's
-edit or a fault.
+edit or a fault; because each goal plans only the cells still wrong (``goals.py``), a re-plan redoes nothing.
 """
 
 from __future__ import annotations
