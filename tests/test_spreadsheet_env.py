@@ -1,6 +1,7 @@
 """SpreadsheetEnv through the core's loop: reference policy on >= 500 tasks per split with faults off and with each
-fault kind on, every fault kind at rate 1.0, do-nothing and random policies, determinism, pickling, malformed and
-hostile actions, seeded-error and coworker starts, .xlsx export of an episode."""
+fault kind on, every fault kind at rate 1.0, stale reads after a write, re-plans that redo nothing, do-nothing and
+random policies, determinism, pickling, malformed and hostile actions, seeded-error and coworker starts, .xlsx export
+of an episode."""
 
 from __future__ import annotations
 
@@ -12,21 +13,32 @@ import random
 import pytest
 
 from envs.core import FaultConfig
+from envs.policies import DoNothingPolicy, ReferencePolicy
 from envs.spreadsheet.env import SpreadsheetEnv
 from envs.spreadsheet.formulas import col_letter
 from envs.spreadsheet.xlsx import from_xlsx, to_xlsx
 
 KINDS = SpreadsheetEnv.fault_kinds
+N_TASKS = 500
 
 
-class ReferencePolicy:
+class CheckingReference(ReferencePolicy):
+    """The reference, but it reads back each of its writes once, as a careful agent does: that read is where a
+    stale read shows (the reference alone re-reads only after a fault)."""
+
+    def __init__(self):
+        self.pending = None
+
     def act(self, env, observation: str) -> str:
-        return env.unwrapped.reference_action()
-
-
-class DoNothingPolicy:
-    def act(self, env, observation: str) -> str:
-        return json.dumps({"name": "finish", "arguments": {}})
+        core = env.unwrapped
+        if self.pending is not None:
+            call, self.pending = self.pending, None
+            return call.to_json()
+        call = core.reference_call()
+        spec = core.tool_specs()[call.name]
+        if spec.write and not spec.finish:
+            self.pending = core._read_back(call)
+        return call.to_json()
 
 
 class RandomPolicy:
@@ -65,7 +77,7 @@ def episode(env, policy, task_seed, split="train", seed=None):
 @pytest.mark.parametrize("split", ["train", "heldout"])
 def test_reference_policy_solves_500_tasks_without_faults(split):
     env, policy = SpreadsheetEnv(), ReferencePolicy()
-    failed = [(k, info["reasons"]) for k in range(500)
+    failed = [(k, info["reasons"]) for k in range(N_TASKS)
               for reward, info, _ in [episode(env, policy, k, split)] if not info["success"]]
     assert not failed, failed[:3]
 
@@ -73,27 +85,74 @@ def test_reference_policy_solves_500_tasks_without_faults(split):
 @pytest.mark.parametrize("split", ["train", "heldout"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_reference_policy_solves_500_tasks_with_each_fault_kind(kind, split):
-    env, policy = SpreadsheetEnv(faults=FaultConfig.only(kind, 0.3)), ReferencePolicy()
+    faults = FaultConfig.only(kind, 0.3)
+    if kind == "stale_read":  # a stale read needs a read whose answer changed; the reference reads the table first,
+        faults = FaultConfig(stale_read=0.5, seeded_error=1.0)  # and an earlier mistake changed it
+    env, policy = SpreadsheetEnv(faults=faults), ReferencePolicy()
     fired, failed = 0, []
-    for k in range(500):
+    for k in range(N_TASKS):
         _, info, _ = episode(env, policy, k, split)
         fired += any(f["kind"] == kind for f in info["faults"])
         if not info["success"]:
             failed.append((k, info["faults"], info["reasons"]))
     assert not failed, failed[:3]
-    assert fired > 50
+    assert fired > N_TASKS // 4, f"{kind} fired in only {fired} episodes"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_fault_kind_at_rate_one_fires_and_is_recorded(kind):
     env = SpreadsheetEnv(faults=FaultConfig.only(kind, 1.0))
+    policy = CheckingReference() if kind == "stale_read" else ReferencePolicy()
     fired = 0
     for k in range(20):
-        _, info, _ = episode(env, ReferencePolicy(), k)
+        _, info, _ = episode(env, policy, k)
+        assert info["success"], (k, info["faults"], info["reasons"])
         kinds = {f["kind"] for f in info["faults"]}
         assert kinds <= {kind}
         fired += kind in kinds
     assert fired >= 15
+
+
+def test_stale_read_shows_the_cell_before_the_latest_write_once():
+    env = SpreadsheetEnv(faults=FaultConfig.only("stale_read", 1.0))
+    env.reset(seed=0, options={"task_seed": 0})
+    sheet = env.unwrapped.task.layout.sheet
+    read = call("read_range", cells=f"{sheet}!Z1")
+    before, *_, info = env.step(read)
+    assert info["faults"] == []  # nothing written yet: nothing to be stale about
+    env.step(call("write_values", cells=f"{sheet}!Z1", values=[["note"]]))
+    stale, *_, info = env.step(read)
+    assert stale == before and "note" not in stale
+    assert [f["kind"] for f in info["faults"]] == ["stale_read"] and info["faults"][0]["tool"] == "read_range"
+    fresh, *_, info = env.step(read)
+    assert "note" in fresh and len(info["faults"]) == 1
+
+
+@pytest.mark.parametrize("faults", [FaultConfig.only("concurrent_edit", 1.0), FaultConfig.only("write_timeout", 1.0),
+                                    FaultConfig.all(0.3)], ids=["concurrent_edit", "write_timeout", "all"])
+def test_replanning_after_a_fault_redoes_no_write_already_done(faults):
+    """After a conflict or a timeout the reference re-plans from the state; a write that already went through is
+    not made again (the turn limit is 3 * required_steps + 10, so redone work could run out of turns)."""
+    env = SpreadsheetEnv(faults=faults)
+    replans = 0
+    for k in range(100):
+        env.reset(seed=k, options={"task_seed": k, "split": ("train", "heldout")[k % 2]})
+        done = set()
+        while True:
+            action = env.reference_call()
+            n_faults = len(env.fault_log)
+            obs, _, terminated, truncated, info = env.step(action.to_json())
+            spec = env.tool_specs()[action.name]
+            # every failure, a fault's or the tool's, starts with "error"; a timed-out write may still be applied
+            applied = not obs.startswith("error") or any(f.get("applied") for f in env.fault_log[n_faults:])
+            if spec.write and not spec.finish and applied:
+                assert action.key() not in done, (k, str(action), info["faults"])
+                done.add(action.key())
+            if terminated or truncated:
+                break
+        assert info["success"], (k, info["faults"], info["reasons"])
+        replans += any(f["kind"] in ("concurrent_edit", "write_timeout") for f in info["faults"])
+    assert replans > 30
 
 
 def test_seeded_error_start_shows_the_earlier_work_and_is_repaired():

@@ -28,5 +28,7 @@ damaged or left behind.
 
 Faults: the core's transient errors, rate limits, write timeouts, stale reads; a coworker's concurrent edit; and
 seeded-error starts where an earlier edit went one column right or one row down, or sorted by the wrong column
-(``faults.py``). The reference plan (``plan.py``) plans from the current state, so it repairs all of these.
+(``faults.py``). The reference policy reads the table first (where a stale read can hide a seeded mistake, and
+after which a coworker's edit can conflict with its first write), then follows the plan (``plan.py``): a diff from
+the current state, so it repairs all of these and, re-planned after a conflict, redoes nothing already done.
 """

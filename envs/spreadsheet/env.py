@@ -95,7 +95,7 @@ class SpreadsheetEnv(ToolEnv):
         saved = getattr(self, "task", None), getattr(self, "state", None)
         self.task, self.state = task, SheetState(task.book.copy(), [dict(r) for r in task.records])
         task.plan = reference_plan(self)  # reused by the first _reference_plan of an untouched episode
-        task.required_steps = len(task.plan)
+        task.required_steps = 1 + len(task.plan)  # the first look at the table, then the plan
         self.task, self.state = saved
         return task
 
@@ -117,8 +117,20 @@ class SpreadsheetEnv(ToolEnv):
 
     def _reference_plan(self) -> list[ToolCall]:
         if self.task.plan and self.state.book.version == self._untouched and not self.state.others:
-            return list(self.task.plan)
-        return reference_plan(self)
+            plan = list(self.task.plan)
+        else:
+            plan = reference_plan(self)
+        if self.turn == 0:  # a careful agent looks at the table before it changes anything
+            plan.insert(0, self._look())
+        return plan
+
+    def _look(self) -> ToolCall:
+        """Read the first sheet's used range (as much of it as one read_range shows)."""
+        sheet = self.task.layout.sheet
+        max_r, max_c = self.state.book.extent(sheet)
+        cols = max(1, min(max_c, 26))
+        rows = max(1, min(max_r, MAX_READ // cols))
+        return ToolCall("read_range", {"cells": f"{sheet}!A1:{col_letter(cols)}{rows}"})
 
     def _seed_error(self, rng: np.random.Generator):
         return faults.seed_error(self, rng)
