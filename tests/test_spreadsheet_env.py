@@ -128,8 +128,8 @@ def test_stale_read_shows_the_cell_before_the_latest_write_once():
     assert "note" in fresh and len(info["faults"]) == 1
 
 
-@pytest.mark.parametrize("faults", [FaultConfig.only("concurrent_edit", 1.0), FaultConfig.only("write_timeout", 1.0),
-                                    FaultConfig.all(0.3)], ids=["concurrent_edit", "write_timeout", "all"])
+@pytest.mark.parametrize("faults", [FaultConfig.only("concurrent_edit", 0.3), FaultConfig.all(0.3)],
+                         ids=["concurrent_edit", "all"])  # at 0.3 a conflict often comes after some writes
 def test_replanning_after_a_fault_redoes_no_write_already_done(faults):
     """After a conflict or a timeout the reference re-plans from the state; a write that already went through is
     not made again (the turn limit is 3 * required_steps + 10, so redone work could run out of turns)."""
