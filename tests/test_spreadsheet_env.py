@@ -96,7 +96,7 @@ def test_reference_policy_solves_500_tasks_with_each_fault_kind(kind, split):
         if not info["success"]:
             failed.append((k, info["faults"], info["reasons"]))
     assert not failed, failed[:3]
-    assert fired > N_TASKS // 4, f"{kind} fired in only {fired} episodes"
+    assert fired > N_TASKS // 5, f"{kind} fired in only {fired} episodes"  # a conflict can fire once per episode
 
 
 @pytest.mark.parametrize("kind", KINDS)
