@@ -345,7 +345,8 @@ def run_worker(args: list[str], timeout: float) -> dict:
     cmd = [sys.executable, __file__, "--worker", *args]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, preexec_fn=_limit_memory,
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=_limit_memory,
                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     except subprocess.TimeoutExpired:
         return {"outcome": f"HANG (killed after {timeout:.0f} s)"}

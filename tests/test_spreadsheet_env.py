@@ -57,7 +57,8 @@ class RandomPolicy:
             call("write_values", cells=cell, values=[[r.choice(["x", 1, 2.5, None, True])]]),
             call("set_formula", cell=cell, formula=r.choice(["=A2*B2", "=SUM(C2:C9)", "=1/0", '=IF(A1>1,"a","b")'])),
             call("fill", cells=f"{cell}:{col}{row + r.randint(1, 5)}", direction="down"),
-            call("clear_range", cells=cell), call("sort_range", cells=f"{sheet}!A2:G9", keys=[col_letter(r.randint(1, 7))]),
+            call("clear_range", cells=cell),
+            call("sort_range", cells=f"{sheet}!A2:G9", keys=[col_letter(r.randint(1, 7))]),
             call("insert_rows", sheet=sheet, before_row=row), call("delete_columns", sheet=sheet, first_column=col),
             call("add_sheet", name=r.choice(["Summary", "Notes"])), call("finish"),
         ]

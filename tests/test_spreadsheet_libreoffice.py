@@ -52,7 +52,8 @@ def _random_formulas(r: random.Random, task, n_rows: int) -> list[str]:
         f"=YEAR(DATEVALUE({cell('date')}))*100+MONTH(DATEVALUE({cell('date')}))", f"=VALUE(LEFT({cell('date')},4))+0.5",
         f'=MATCH("{code}",{col("code")},0)', f"=INDEX({col('x')},{r.randint(1, n_rows)})",
         f'=VLOOKUP("{cat}",{lay.sheet}!${lay.letter("cat")}${lay.first}:${col_letter(len(lay.roles))}${last},2,FALSE)',
-        f'=COUNTIF({col("name")},"*a*")', f"=SUMPRODUCT({col('n')},{col('x')})", f"=MOD({cell('n')},7)-INT(-{cell('x')})",
+        f'=COUNTIF({col("name")},"*a*")', f"=SUMPRODUCT({col('n')},{col('x')})",
+        f"=MOD({cell('n')},7)-INT(-{cell('x')})",
         f"={cell('n')}&\"\"&{cell('x')}", f"=TRIM(\"  {cat}   x \")", f'=SUBSTITUTE({cell("date")},"-","")',
         f"=NOT(ISERROR(MATCH(\"{cat}\",{col('cat')},0)))", f"={cell('x')}^2-{cell('n')}%", "=1/0+1", "=NA()",
     ]

@@ -363,7 +363,8 @@ class SpreadsheetEnv(ToolEnv):
         keys = [k for k in list(s.cells) if box.contains(*k)]
         for r, c in keys:
             self._book.set_cell(sheet, r, c, None)
-        return f"cleared {len(keys)} filled cell(s) in {sheet}!{col_letter(box.c1)}{box.r1}:{col_letter(box.c2)}{box.r2}"
+        where = f"{sheet}!{col_letter(box.c1)}{box.r1}:{col_letter(box.c2)}{box.r2}"
+        return f"cleared {len(keys)} filled cell(s) in {where}"
 
     def _shift(self, sheet: str, axis: str, at: int, count: int, verb: str) -> str:
         name = self._sheet_name(sheet)
@@ -432,7 +433,8 @@ class SpreadsheetEnv(ToolEnv):
 
         Args:
             cells: The rows to sort, like 'A2:H40'.
-            keys: Sort columns in priority order, each a column letter with ' desc' for largest first, like ['C', 'F desc'].
+            keys: Sort columns in priority order, each a column letter with ' desc' for largest first, like
+                ['C', 'F desc'].
         """
         sheet, box = self._range(cells)
         box = self._clip(sheet, box)
@@ -446,7 +448,8 @@ class SpreadsheetEnv(ToolEnv):
             desc = len(parts) == 2 and parts[1].lower() in ("desc", "descending")
             if not parts or len(parts) > 2 or (len(parts) == 2 and not desc and parts[1].lower() not in (
                     "asc", "ascending")):
-                raise ToolError(f"sort key {key[:30]!r} should be a column letter, optionally with ' desc', like 'F desc'")
+                raise ToolError(f"sort key {key[:30]!r} should be a column letter, optionally with ' desc', "
+                                "like 'F desc'")
             c = self._column(parts[0])
             if not box.c1 <= c <= box.c2:
                 raise ToolError(f"column {parts[0].upper()} is outside {cells[:40]!r}; sort by a column of the range")
@@ -455,7 +458,8 @@ class SpreadsheetEnv(ToolEnv):
                 for r in range(box.r1, box.r2 + 1)]
         import functools
 
-        order = sorted(range(len(rows)), key=functools.cmp_to_key(lambda a, b: row_compare(rows[a], rows[b], order_keys)))
+        by_keys = functools.cmp_to_key(lambda a, b: row_compare(rows[a], rows[b], order_keys))
+        order = sorted(range(len(rows)), key=by_keys)
         self._book.move_rows(sheet, [box.r1 + k for k in order], box.r1, box.c1, box.c2)
         return (f"sorted {len(rows)} row(s) of {sheet}!{col_letter(box.c1)}{box.r1}:{col_letter(box.c2)}{box.r2} by "
                 + ", ".join(k.strip() for k in keys))

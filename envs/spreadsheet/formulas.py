@@ -143,7 +143,8 @@ def _area(text: str, sheet: str | None) -> RefBox:
     if _CELL_RE.fullmatch(parts[0]):
         corners = [_CELL_RE.fullmatch(p).groups() for p in parts]
         (a1, c1, b1, r1), (a2, c2, b2, r2) = corners[0], corners[-1]
-        box = RefBox(sheet, int(r1), col_number(c1), int(r2), col_number(c2), (a1 == "$", b1 == "$", a2 == "$", b2 == "$"))
+        box = RefBox(sheet, int(r1), col_number(c1), int(r2), col_number(c2),
+                     (a1 == "$", b1 == "$", a2 == "$", b2 == "$"))
     elif parts[0].lstrip("$").isdigit():
         ra, rb = parts
         box = RefBox(sheet, int(ra.lstrip("$")), 1, int(rb.lstrip("$")), MAX_COL,

@@ -424,7 +424,10 @@ def criterion(c) -> tuple[Callable[[object], bool], bool]:
     x = text_to_number(operand) if operand.strip() else None
     if x is not None and operand.strip().upper() not in ("TRUE", "FALSE"):
         test = _CMPS[op or "="]
-        numeric = lambda v: (type(v) is float or type(v) is int) and test(compare(v, x))
+
+        def numeric(v):
+            return (type(v) is float or type(v) is int) and test(compare(v, x))
+
         low = operand.strip().lower()
         if op == "<>":
             return (lambda v: not ((type(v) is float or type(v) is int) and approx_eq(v, x)
@@ -440,10 +443,14 @@ def criterion(c) -> tuple[Callable[[object], bool], bool]:
     if op in ("", "=", "<>"):
         if any(ch in operand for ch in "*?~"):
             rx = _wildcard(operand)
-            hit = lambda v: type(v) is str and rx.fullmatch(v) is not None
+
+            def hit(v):
+                return type(v) is str and rx.fullmatch(v) is not None
         else:
             low = operand.lower()
-            hit = lambda v: type(v) is str and v.lower() == low
+
+            def hit(v):
+                return type(v) is str and v.lower() == low
         return ((lambda v: not hit(v)), True) if op == "<>" else (hit, False)
     test = _CMPS[op]
     return (lambda v: type(v) is str and test(compare(v, operand))), False

@@ -27,6 +27,29 @@ from envs.spreadsheet.functions import (
     text_to_number,
     truth,
 )
+from envs.spreadsheet.library_text import (
+    CONCAT,
+    CONCATENATE,
+    DATE,
+    DATEVALUE,
+    DAY,
+    EXACT,
+    FIND,
+    LEFT,
+    LEN,
+    LOWER,
+    MID,
+    MONTH,
+    PROPER,
+    REPT,
+    RIGHT,
+    SEARCH,
+    SUBSTITUTE,
+    TRIM,
+    UPPER,
+    VALUE,
+    YEAR,
+)
 
 
 def _numbers(args, direct_text: bool = False):
@@ -414,31 +437,6 @@ def ROW(ctx, ref=None):
 
 def COLUMN(ctx, ref=None):
     return float(ctx.col if ref is None else _need_range(ref(ctx), "COLUMN").c1)
-
-
-from envs.spreadsheet.library_text import (
-    CONCAT,
-    CONCATENATE,
-    DATE,
-    DATEVALUE,
-    DAY,
-    EXACT,
-    FIND,
-    LEFT,
-    LEN,
-    LOWER,
-    MID,
-    MONTH,
-    PROPER,
-    REPT,
-    RIGHT,
-    SEARCH,
-    SUBSTITUTE,
-    TRIM,
-    UPPER,
-    VALUE,
-    YEAR,
-)
 
 _ANY = 255
 FUNCTIONS = {
