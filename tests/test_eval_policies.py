@@ -2,8 +2,10 @@
 
 import json
 
+import gymnasium
 import numpy as np
 
+import envs  # noqa: F401  (registers the ids)
 from training.evaluation.episode import (
     Action,
     Episode,
@@ -12,6 +14,8 @@ from training.evaluation.episode import (
     tool_call_key,
 )
 from training.evaluation.policies import BestOfKPolicy, ScaffoldPolicy
+
+SUPPORT = "recoverygym/SupportDesk-v0"
 
 
 def _call(name, **arguments):
@@ -37,32 +41,17 @@ class _Scripted:
         return {"policy": "fixed"}
 
 
-def _marked(fn, **mark):
-    fn.__recoverygym_tool__ = mark
-    return fn
-
-
-class _Env:
-    """Just enough of an environment for the scaffold: tool kinds and a read-back hook."""
-
-    def __init__(self):
-        self.unwrapped = self
-
-    def tool_methods(self):
-        return {
-            "get_order": _marked(lambda self: "", write=False, finish=False),
-            "refund": _marked(lambda self: "", write=True, finish=False),
-            "done": _marked(lambda self: "", write=True, finish=True),
-        }
-
-    def _read_back(self, call):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(name="get_order", arguments={"order_id": call.arguments["order_id"]})
-
-
 def _episode(history=()):
-    return Episode(env=_Env(), prompt="p", info={"tools": []}, rng=np.random.default_rng(0), history=list(history))
+    """An episode of task 0 of SupportDesk's held-out split (the scaffold asks the real env what a write is)."""
+    env = gymnasium.make(SUPPORT)
+    prompt, info = env.reset(seed=0, options={"task_seed": 0, "split": "heldout"})
+    return Episode(env=env, prompt=prompt, info=info, rng=np.random.default_rng(0), history=list(history))
+
+
+def _order_id():
+    env = gymnasium.make(SUPPORT)
+    env.reset(seed=0, options={"task_seed": 0, "split": "heldout"})
+    return sorted(env.unwrapped.state.world.orders)[0]
 
 
 def _turn(action, observation, tool, invalid=False, scripted=False):
@@ -93,32 +82,45 @@ def test_best_of_k_plays_the_majority_call_and_pays_k_times():
 
 
 def test_scaffold_retries_errors_then_reads_back_writes_then_asks_the_model():
-    inner = _Scripted([_call("done")])
+    inner = _Scripted([_call("close_ticket")])
     policy = ScaffoldPolicy(inner, max_retries=2)
-    write = _call("refund", order_id="O-7")
-    ep = _episode([_turn(write, "503 Service Unavailable: try again", "refund")])
+    order = _order_id()
+    write = _call("cancel_order", order_id=order)
+    ep = _episode([_turn(write, "error 503: the cancel_order service is temporarily unavailable; nothing was done. "
+                                "Try again.", "cancel_order")])
     first = policy.act([ep])[0]
     assert first.text == write and first.scripted and first.tokens == 0 and inner.asked == 0
 
-    ep.history.append(_turn(write, "refunded O-7", "refund", scripted=True))
-    second = policy.act([ep])[0]
-    assert json.loads(tool_call_key(second.text)) == {"name": "get_order", "arguments": {"order_id": "O-7"}}
+    ep.history.append(_turn(write, f"order {order} cancelled", "cancel_order", scripted=True))
+    second = policy.act([ep])[0]  # the env's own read-back of that write
+    assert json.loads(tool_call_key(second.text)) == {"name": "lookup_order", "arguments": {"order_id": order}}
     assert second.scripted
 
-    ep.history.append(_turn(second.text, "O-7: refunded", "get_order", scripted=True))
+    ep.history.append(_turn(second.text, f"order {order} | status cancelled", "lookup_order", scripted=True))
     third = policy.act([ep])[0]
-    assert third.text == _call("done") and not third.scripted and inner.asked == 1
+    assert third.text == _call("close_ticket") and not third.scripted and inner.asked == 1
+
+
+def test_scaffold_reads_back_after_a_timeout_and_a_conflict():
+    order = _order_id()
+    write = _call("cancel_order", order_id=order)
+    for answer in ("error 504: the request timed out; it may or may not have been applied. Check the current state "
+                   "before retrying.", "error 409: conflict: the records changed since you last saw them"):
+        action = ScaffoldPolicy(_Scripted(["x"])).act([_episode([_turn(write, answer, "cancel_order")])])[0]
+        assert action.scripted and json.loads(tool_call_key(action.text))["name"] == "lookup_order"
 
 
 def test_scaffold_gives_up_retrying_after_max_retries_and_ignores_invalid_actions():
-    inner = _Scripted([_call("done")])
+    inner = _Scripted([_call("close_ticket")])
     policy = ScaffoldPolicy(inner, max_retries=1, read_after_write=False)
-    call = _call("get_order", order_id="O-1")
-    ep = _episode([_turn(call, "429 Too Many Requests: retry after 2 s", "get_order")])
+    call = _call("lookup_order", order_id=_order_id())
+    ep = _episode([_turn(call, "error 429: rate limit exceeded for lookup_order; nothing was done. Retry after 2 s "
+                               "(one turn takes 1 s).", "lookup_order")])
     assert policy.act([ep])[0].scripted
-    ep.history.append(_turn(call, "429 Too Many Requests: retry after 1 s", "get_order", scripted=True))
+    ep.history.append(_turn(call, "error 429: rate limit for lookup_order; retry after 1 s", "lookup_order",
+                            scripted=True))
     assert not policy.act([ep])[0].scripted  # limit reached: the model decides
-    bad = _episode([_turn("nonsense", "no tool call found; 503", None, invalid=True)])
+    bad = _episode([_turn("nonsense", "error: no tool call found; 503", None, invalid=True)])
     assert not policy.act([bad])[0].scripted
 
 

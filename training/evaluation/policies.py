@@ -1,20 +1,21 @@
 """Policies to evaluate: scripted baselines, and wrappers that add scaffolding or best-of-k sampling to a model.
 
 Model policies live in ``model_policy.py`` (transformers, imported lazily) and ``openai_policy.py`` (any
-OpenAI-compatible chat endpoint). ``make_policy(spec)`` builds any of them from a command-line string.
+OpenAI-compatible chat endpoint). ``cli.make_policy(spec)`` builds any of them from a command-line string.
 
-Scripted baselines may look inside the environment (``env.unwrapped.reference_action()``); they draw randomness
-only from the episode's own ``rng``, so their results depend on the seeds alone, never on batching.
+The scripted baselines are ``envs.policies``' own, adapted to the batch interface: they may look inside the
+environment (``env.unwrapped.reference_action()``) and draw randomness only from the episode's own ``rng``, so their
+results depend on the seeds alone, never on batching or on which other episodes ran.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from envs import policies as env_policies
 from training.evaluation.episode import Action, Episode, Policy, tool_call_key
 
 __all__ = [
@@ -25,57 +26,13 @@ __all__ = [
     "RandomPolicy",
     "ReferencePolicy",
     "ScaffoldPolicy",
-    "random_action",
     "tool_kinds",
 ]
 
 
 def tool_kinds(env: Any) -> dict[str, str]:
-    """Map each tool name of ``env`` to ``"read"``, ``"write"`` or ``"finish"`` (from the ``@tool`` marker)."""
-    kinds = {}
-    for name, fn in env.unwrapped.tool_methods().items():
-        mark = getattr(fn, "__recoverygym_tool__", {})
-        kinds[name] = "finish" if mark.get("finish") else "write" if mark.get("write") else "read"
-    return kinds
-
-
-def _as_call(name: str, arguments: dict[str, Any]) -> str:
-    return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}) + "</tool_call>"
-
-
-_ID_RE = re.compile(r"\b[A-Z]{1,4}-[A-Z0-9]{1,8}\b|\b[A-Z]{1,2}\d{1,4}\b|[\w.+-]+@[\w-]+\.[\w.]+")
-
-
-def _random_value(schema: dict[str, Any], rng, words: Sequence[str]) -> Any:
-    if "enum" in schema:
-        return schema["enum"][int(rng.integers(len(schema["enum"])))]
-    kind = schema.get("type", "string")
-    kind = kind[0] if isinstance(kind, list) else kind
-    if kind == "integer":
-        return int(rng.integers(0, 100))
-    if kind == "number":
-        return float(rng.integers(0, 10000)) / 100
-    if kind == "boolean":
-        return bool(rng.integers(2))
-    if kind == "array":
-        return [_random_value(schema.get("items", {}), rng, words)]
-    if kind == "object":
-        return {}
-    return words[int(rng.integers(len(words)))] if words else "x"
-
-
-def random_action(episode: Episode) -> str:
-    """A syntactically valid call of a uniformly chosen tool with random arguments of the right types.
-
-    String arguments are drawn from the id-like words seen so far in the episode (``O-1042``, ``B7``, e-mail
-    addresses), so random actions sometimes hit real objects, as a random agent that reads the screen would.
-    """
-    rng = episode.rng
-    text = episode.prompt + " " + " ".join(t.observation for t in episode.history[-3:])
-    words = sorted(set(_ID_RE.findall(text)))
-    tool = episode.tools[int(rng.integers(len(episode.tools)))]["function"]
-    props = tool.get("parameters", {}).get("properties", {})
-    return _as_call(tool["name"], {name: _random_value(s, rng, words) for name, s in props.items()})
+    """Map each tool name of ``env`` to ``"read"``, ``"write"`` or ``"finish"``."""
+    return {name: spec.kind for name, spec in env.unwrapped.tool_specs().items()}
 
 
 class _Scripted:
@@ -97,7 +54,12 @@ class ReferencePolicy(_Scripted):
     name = "reference"
 
     def _act(self, episode: Episode) -> str:
-        return episode.env.unwrapped.reference_action()
+        return env_policies.ReferencePolicy().act(episode.env, episode.last_observation)
+
+
+# envs.policies.NoisyReferencePolicy and RandomPolicy keep one RNG for their whole life, so what an episode gets
+# would depend on the episodes played before it (and so on batching and resuming). Here the same random call,
+# envs.policies.random_call, draws from the episode's own RNG instead.
 
 
 class NoisyReferencePolicy(_Scripted):
@@ -114,7 +76,7 @@ class NoisyReferencePolicy(_Scripted):
 
     def _act(self, episode: Episode) -> str:
         if episode.rng.random() < self.p:
-            return random_action(episode)
+            return env_policies.random_call(episode.env, episode.last_observation, episode.rng)
         return episode.env.unwrapped.reference_action()
 
     def config(self) -> dict[str, Any]:
@@ -122,12 +84,12 @@ class NoisyReferencePolicy(_Scripted):
 
 
 class RandomPolicy(_Scripted):
-    """Random valid-looking tool calls (see :func:`random_action`): the floor (should score 0)."""
+    """A uniformly random tool with arguments of the right types, text drawn from words on screen (the floor)."""
 
     name = "random"
 
     def _act(self, episode: Episode) -> str:
-        return random_action(episode)
+        return env_policies.random_call(episode.env, episode.last_observation, episode.rng)
 
 
 class DoNothingPolicy(_Scripted):
@@ -136,15 +98,7 @@ class DoNothingPolicy(_Scripted):
     name = "do-nothing"
 
     def _act(self, episode: Episode) -> str:
-        kinds = tool_kinds(episode.env)
-        finish = [t["function"] for t in episode.tools if kinds.get(t["function"]["name"]) == "finish"]
-        if not finish:
-            return _as_call(episode.tools[0]["function"]["name"], {})
-        params = finish[0].get("parameters", {})
-        required = params.get("required", [])
-        args = {n: _random_value(s, episode.rng, ["done"]) for n, s in params.get("properties", {}).items()
-                if n in required}
-        return _as_call(finish[0]["name"], args)
+        return env_policies.DoNothingPolicy().act(episode.env, episode.last_observation)
 
 
 SCRIPTED_POLICIES = {
@@ -213,15 +167,15 @@ class ScaffoldPolicy:
 
     @staticmethod
     def _read_back(episode: Episode, action: str) -> str | None:
-        key = tool_call_key(action)
-        hook = getattr(episode.env.unwrapped, "_read_back", None)
-        if key is None or hook is None:
-            return None
-        from envs.core import ToolCall
+        from envs.core import ToolCall, parse_action
 
-        payload = json.loads(key)
-        call = hook(ToolCall(payload["name"], payload["arguments"]))
-        return None if call is None else _as_call(call.name, dict(call.arguments))
+        env = episode.env.unwrapped
+        hook = getattr(env, "_read_back", None)
+        call = parse_action(action, env.tool_specs())  # the call exactly as the env understood and ran it
+        if hook is None or not isinstance(call, ToolCall):
+            return None
+        read = hook(call)
+        return None if read is None else "<tool_call>" + read.to_json() + "</tool_call>"
 
 
 # ---------------------------------------------------------------------------------------------------------------
