@@ -68,39 +68,59 @@ def _step(turn, tool, ok=True):
 def test_recovery_turns_definition():
     steps = [_step(1, "read"), _step(2, "write", ok=False), _step(3, "read"), _step(4, "write", ok=False),
              _step(5, "write")]
-    # fault fired at turn 2 on write: first later successful write is turn 5 -> 3 turns
+    # a failed call is recovered by the first later successful call of the same tool: turn 5 -> 3 turns
     assert m.recovery_turns(steps, {"kind": "transient_error", "turn": 2, "tool": "write"}) == 3
-    # a fault that names no tool is recovered by the next successful call of any tool
-    assert m.recovery_turns(steps, {"kind": "concurrent_edit", "turn": 2, "tool": None}) == 1
-    # seeded error: counted from turn 0
-    assert m.recovery_turns(steps, {"kind": "seeded_error", "turn": 0}) == 1
+    assert m.recovery_turns(steps, {"kind": "rate_limit", "turn": 2, "tool": "write"}, read_tools={"read"}) == 3
+    # a write of unknown outcome, or a conflict, is recovered by the read that checks the state: turn 3 -> 1 turn
+    for kind in ("write_timeout", "concurrent_edit"):
+        assert m.recovery_turns(steps, {"kind": kind, "turn": 2, "tool": "write"}, read_tools={"read"}) == 1
+        # no read afterwards: only the write going through counts
+        assert m.recovery_turns(steps, {"kind": kind, "turn": 3, "tool": "write"}, read_tools={"read"}) == 2
     # never recovered
     assert m.recovery_turns(steps, {"kind": "rate_limit", "turn": 5, "tool": "write"}) is None
+    assert m.recovery_turns(steps, {"kind": "stale_read", "turn": 1, "tool": "list"}, read_tools={"read"}) is None
+
+
+def test_recovery_turns_of_a_seeded_error_is_the_whole_episode_when_it_succeeds():
+    steps = [_step(1, "read"), _step(2, "write"), _step(3, "done")]
+    seeded = {"kind": "seeded_error", "turn": 0, "tool": None}
+    assert m.recovery_turns(steps, seeded, success=True) == 3
+    assert m.recovery_turns(steps, seeded, success=False) is None
 
 
 def _episode(success, faults=(), steps=(), task=0, required=2, turns=3, invalid=0, tokens=10, fault_kind="all"):
     return {"env_id": "e", "split": "heldout", "fault_kind": fault_kind, "task_seed": task, "sample": 0,
             "success": success, "score": 1.0 if success else 0.25, "required_steps": required, "turns": turns,
-            "invalid_actions": invalid, "generated_tokens": tokens, "faults": list(faults), "steps": list(steps)}
+            "invalid_actions": invalid, "generated_tokens": tokens, "faults": list(faults), "steps": list(steps),
+            "tool_kinds": {"w": "write", "r": "read", "d": "finish"}}
 
 
 def test_recovery_stats_success_among_faulted_episodes_per_kind():
     steps = [_step(1, "w", ok=False), _step(2, "w")]
     t = {"kind": "transient_error", "turn": 1, "tool": "w"}
     r = {"kind": "rate_limit", "turn": 1, "tool": "w"}
+    w = {"kind": "write_timeout", "turn": 1, "tool": "w"}
+    s = {"kind": "seeded_error", "turn": 0, "tool": None}
     eps = [
         _episode(True, [t], steps),
         _episode(False, [t, t], [_step(1, "w", ok=False)]),  # two faults of one kind: one episode, two faults
         _episode(True, [r], steps),
         _episode(True),  # no fault: not part of any recovery rate
+        _episode(True, [w, s], [_step(1, "w", ok=False), _step(2, "w", ok=False), _step(3, "r"), _step(4, "d")]),
+        _episode(False, [s], steps),
     ]
     stats = m.recovery_stats(eps)
-    assert set(stats) == {"transient_error", "rate_limit"}
+    assert set(stats) == {"transient_error", "rate_limit", "write_timeout", "seeded_error"}
     te = stats["transient_error"]
     assert (te["episodes_with_fault"], te["recovered_episodes"], te["recovery_rate"]) == (2, 1, 0.5)
     assert te["faults_fired"] == 3 and te["unrecovered_faults"] == 2 and te["mean_turns_to_recover"] == 1.0
     assert te["recovery_rate_ci95"] == pytest.approx(m.wilson_interval(1, 2))
     assert stats["rate_limit"]["recovery_rate"] == 1.0
+    # the read tool comes from the episode's tool_kinds: the read at turn 3 recovers the timeout at turn 1
+    assert stats["write_timeout"]["mean_turns_to_recover"] == 2.0 and stats["write_timeout"]["unrecovered_faults"] == 0
+    se = stats["seeded_error"]
+    assert (se["episodes_with_fault"], se["recovery_rate"], se["unrecovered_faults"]) == (2, 0.5, 1)
+    assert se["mean_turns_to_recover"] == 4.0
 
 
 def test_summarize_group_counts_tokens_turns_and_invalid_actions():

@@ -47,13 +47,35 @@ def test_reference_succeeds_and_do_nothing_and_random_fail(env_id, tmp_path):
         assert all(row["success_rate"] == 0.0 for row in res["summary"]), (policy.name, res["summary"])
 
 
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_reference_recovers_from_every_fault_kind(env_id, tmp_path):
+    kinds = ("all", "transient_error", "rate_limit", "write_timeout", "stale_read", "concurrent_edit", "seeded_error")
+    res = run_eval(ReferencePolicy(), _config([env_id], fault_kinds=kinds, fault_rate=0.5, tasks=4, samples=1),
+                   tmp_path, progress=False)
+    recovery = res["overall"][0]["recovery"]
+    # a stale read needs a read after a write that changed its answer, which the reference plan rarely makes
+    assert {"transient_error", "rate_limit", "write_timeout", "concurrent_edit", "seeded_error"} <= set(recovery)
+    for kind, stats in recovery.items():
+        assert stats["recovery_rate"] == 1.0 and stats["unrecovered_faults"] == 0, (kind, stats)
+    # a tool still rate-limited answers 429 without a new fault: that turn is not a successful call, so waiting
+    # out a retry-after of 2 s takes more than one turn
+    steps = [step for ep in load_episodes(tmp_path / "episodes.jsonl") for step in ep["steps"]]
+    blocked = [step for step in steps if step["observation"].startswith("error 429") and not step["faults"]]
+    assert blocked and not any(step["ok"] for step in blocked)
+    assert recovery["rate_limit"]["mean_turns_to_recover"] > 1.0
+    # every other step is a successful call, except a stale read: no error, but a fault fired
+    assert all(step["ok"] for step in steps if not step["observation"].startswith("error") and not step["faults"])
+
+
 def test_scripted_runs_are_deterministic_whatever_the_batch_size(tmp_path):
     config = _config(batch_size=1)
     runs = []
     for name, cfg in (("a", config), ("b", _config(batch_size=5)), ("c", config)):
         run_eval(NoisyReferencePolicy(0.3), cfg, tmp_path / name, progress=False)
         runs.append(_strip(load_episodes(tmp_path / name / "episodes.jsonl")))
-    key = lambda r: (r["env_id"], r["fault_kind"], r["task_seed"], r["sample"])
+    def key(r):
+        return (r["env_id"], r["fault_kind"], r["task_seed"], r["sample"])
+
     assert sorted(runs[0], key=key) == sorted(runs[1], key=key) == sorted(runs[2], key=key)
     assert any(r["faults"] for r in runs[0]), "fault_rate 0.3 should fire some faults"
     # another seed draws other faults and noise
@@ -104,7 +126,9 @@ def test_resume_after_interruption_skips_finished_episodes(tmp_path):
     resumed = load_episodes(out / "episodes.jsonl")
     assert resumed[: len(first)] == first  # finished episodes untouched
     assert len(starts) == len(full) - len(first)  # and not played again
-    key = lambda r: (r["fault_kind"], r["task_seed"], r["sample"])
+    def key(r):
+        return (r["fault_kind"], r["task_seed"], r["sample"])
+
     assert sorted(_strip(resumed), key=key) == sorted(full, key=key)
 
     with pytest.raises(ValueError, match="different config"):
@@ -153,6 +177,42 @@ def test_cli_eval_then_report(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["eval", "--env", SUPPORT, "--policy", "refrence", "--out", str(out)])
     assert "unknown policy spec 'refrence'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "recoverygym/SuportDesk-v0"], "did you mean 'recoverygym/SupportDesk-v0'"),
+        (["--split", "test"], "unknown split 'test'; valid: train, heldout"),
+        (["--faults", "none,transient"], "did you mean 'transient_error'"),
+        (["--tasks", "0"], "tasks must be >= 1"),
+        (["--policy", "noisy-reference:lots"], "noisy-reference:0.2"),
+        (["--policy", "best-of-4+openai:some-model"], "--temperature is 0 (greedy)"),
+        (["--policy", "model:./no/such/checkpoint"], "no such folder"),
+        (["--policy", "random", "--policy", "random"], "same folder"),
+    ],
+)
+def test_cli_bad_input_is_a_clear_error_before_anything_runs(args, message, tmp_path, capsys):
+    base = {"--env": SUPPORT, "--policy": "reference", "--out": str(tmp_path / "out"), "--tasks": "1"}
+    argv = ["eval", *[x for k, v in base.items() if k not in args for x in (k, v)], *args, "--no-progress"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_to_mix_configs_in_one_folder_and_keeps_what_is_there(tmp_path, capsys):
+    out = tmp_path / "eval"
+    argv = ["eval", "--env", SUPPORT, "--policy", "random", "--tasks", "2", "--samples", "1", "--faults", "none",
+            "--out", str(out), "--no-progress"]
+    assert cli.main(argv) == 0
+    before = (out / "random" / "episodes.jsonl").read_bytes()
+    assert cli.main([*argv, "--seed", "3"]) == 2
+    assert "different config (differs in: eval)" in capsys.readouterr().err
+    assert (out / "random" / "episodes.jsonl").read_bytes() == before
+    assert cli.main(argv) == 0  # the same command again: everything is done, nothing is re-run
+    assert (out / "random" / "episodes.jsonl").read_bytes() == before
 
 
 def test_evaluation_package_imports_without_torch():

@@ -103,13 +103,25 @@ def make_policy(spec: str, args: Any, cache: dict[str, Any] | None = None):
         inner = make_policy(wrapped.group(3), args, cache)
         if wrapped.group(1) == "scaffold":
             return pol.ScaffoldPolicy(inner)
-        return pol.BestOfKPolicy(inner, int(wrapped.group(2)))
+        k = int(wrapped.group(2))
+        if k > 1 and _innermost(inner, "temperature") == 0:
+            raise ValueError(f"{spec}: best-of-{k} needs sampled actions, but --temperature is 0 (greedy): all {k} "
+                             "samples would be the same call at k times the cost; pass e.g. --temperature 0.7 "
+                             "(in a separate `recoverygym eval` run from the greedy policies)")
+        return pol.BestOfKPolicy(inner, k)
     name, _, arg = spec.partition(":")
     if name in ("reference", "random", "do-nothing") and not arg:
         return pol.SCRIPTED_POLICIES[name]()
     if name == "noisy-reference":
-        return pol.NoisyReferencePolicy(float(arg) if arg else 0.2)
+        try:
+            p = float(arg) if arg else 0.2
+        except ValueError:
+            raise ValueError(f"{spec}: P must be a probability such as noisy-reference:0.2, got {arg!r}") from None
+        return pol.NoisyReferencePolicy(p)
     if name in ("model", "smollm2") and (arg or name == "smollm2"):
+        if name == "model" and arg.startswith(("/", "./", "../", "~")) and not Path(arg).expanduser().exists():
+            raise ValueError(f"{spec}: no such folder {arg!r}; give a checkpoint folder or a hub name like "
+                             "HuggingFaceTB/SmolLM2-135M-Instruct")
         if spec not in cache:
             from training.evaluation.model_policy import TransformersPolicy
 
@@ -140,6 +152,13 @@ def make_policy(spec: str, args: Any, cache: dict[str, Any] | None = None):
     )
 
 
+def _innermost(policy: Any, attribute: str) -> Any:
+    """``attribute`` of the innermost policy under wrappers (``.inner``), or None."""
+    while hasattr(policy, "inner"):
+        policy = policy.inner
+    return getattr(policy, attribute, None)
+
+
 def _folder_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_") or "policy"
 
@@ -150,6 +169,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from training.evaluation import runner
 
+    command = "recoverygym eval " + shlex.join([str(a) for a in (argv if argv is not None else sys.argv[1:])])
     try:
         config = runner.EvalConfig(
             env_ids=tuple(e for item in args.env for e in _csv(item)), splits=tuple(_csv(args.split)),
@@ -157,16 +177,26 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
             samples=args.samples, seed=args.seed, max_turns=args.max_turns, batch_size=args.batch_size)
         cache: dict[str, Any] = {}
         policies = [make_policy(spec, args, cache) for spec in args.policy]
-    except (ValueError, ImportError, FileNotFoundError) as err:
+    except (ValueError, ImportError, OSError) as err:  # OSError: a model path or hub name from_pretrained can't load
         parser.error(str(err))
+    names = [_folder_name(policy.name) for policy in policies]
+    if len(set(names)) != len(names):
+        parser.error(f"two --policy specs would write to the same folder: {names}; evaluate them with different --out")
     folders = []
-    for policy in policies:
-        folder = args.out / _folder_name(policy.name)
+    for policy, name in zip(policies, names, strict=True):
+        folder = args.out / name
         try:
-            results = runner.run_eval(policy, config, folder, progress=not args.no_progress, overwrite=args.overwrite)
-        except ValueError as err:
+            results = runner.run_eval(policy, config, folder, progress=not args.no_progress, overwrite=args.overwrite,
+                                      command=command)
+        except ValueError as err:  # a folder holding another config: nothing was run or changed
             print(f"recoverygym eval: error: {err}", file=sys.stderr)
             return 2
+        except (KeyboardInterrupt, RuntimeError) as err:
+            done = len(runner.load_episodes(folder / "episodes.jsonl"))
+            why = "interrupted" if isinstance(err, KeyboardInterrupt) else f"error: {err}"
+            print(f"recoverygym eval: {policy.name}: {why}\n{done} finished episodes are kept in "
+                  f"{folder / 'episodes.jsonl'}; run the same command again to resume from there", file=sys.stderr)
+            return 130 if isinstance(err, KeyboardInterrupt) else 1
         folders.append(folder)
         for row in results["summary"]:
             lo, hi = row["success_ci95"]
@@ -177,13 +207,12 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
             print(f"skipped {skip['env_id']} faults={skip['fault_kind']}: {skip['reason']}")
         print(f"results: {folder / 'results.json'}")
         if args.dataset is not None:
-            target = args.dataset / _folder_name(policy.name)
+            target = args.dataset / name
             runner.to_dataset(runner.load_episodes(folder / "episodes.jsonl")).save_to_disk(str(target))
             print(f"dataset: {target}")
     if args.report is not None:
         from training.evaluation.report import write_report
 
-        command = "recoverygym eval " + shlex.join(list(argv) if argv is not None else sys.argv[1:])
         path = write_report(folders, args.report, command=command)
         print(f"report: {path}")
     return 0
@@ -202,6 +231,9 @@ def build_report_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default=None, help="report title")
     p.add_argument("--label", action="append", default=None, help="label per run, in order (default: policy name)")
     p.add_argument("--viewer-episodes", type=int, default=60, help="episodes per run in the viewer (default: 60)")
+    p.add_argument("--viewer-clip", type=int, default=0, metavar="CHARS",
+                   help="cut each prompt, action and observation in the viewer to CHARS characters, to keep it small "
+                   "(default: 0, no cut)")
     return p
 
 
@@ -216,7 +248,7 @@ def report_main(argv: Sequence[str] | None = None) -> int:
     command = "recoverygym report " + shlex.join([str(a) for a in (argv if argv is not None else sys.argv[1:])])
     try:
         path = write_report(args.runs, args.out, title=args.title, command=command, labels=args.label,
-                            viewer_episodes=args.viewer_episodes)
+                            viewer_episodes=args.viewer_episodes, viewer_clip=args.viewer_clip)
     except FileNotFoundError as err:
         parser.error(str(err))
     print(f"report: {path}\nviewer: {path.parent / 'viewer.html'}")

@@ -2,25 +2,28 @@
 
 Every definition here is written out in ``docs/evaluation.md``; the tests check each against hand-computed cases.
 
-An *episode record* is the dict the runner appends to its JSONL file (see ``runner.EpisodeRecord``). The metrics
+An *episode record* is the dict the runner appends to its JSONL file (``runner._record``). The metrics
 read only these keys: ``env_id``, ``split``, ``fault_kind``, ``task_seed``, ``sample``, ``success``, ``score``,
-``required_steps``, ``turns``, ``invalid_actions``, ``generated_tokens``, ``faults`` and ``steps``.
+``required_steps``, ``turns``, ``invalid_actions``, ``generated_tokens``, ``faults``, ``steps`` and
+``tool_kinds``.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "CHECK_FIRST_KINDS",
     "Z_95",
     "group_episodes",
     "pass_at_k",
     "pass_at_k_curve",
     "pass_hat_k",
     "pass_hat_k_curve",
+    "read_tools",
     "recovery_stats",
     "recovery_turns",
     "success_by_required_steps",
@@ -106,26 +109,44 @@ def pass_at_k_curve(counts: Sequence[tuple[int, int]]) -> dict[int, float]:
     return _curve(counts, pass_at_k)
 
 
-def recovery_turns(steps: Sequence[Mapping[str, Any]], fault: Mapping[str, Any]) -> int | None:
+#: Fault kinds after which the state is uncertain (a write timed out, or someone else changed the records): the
+#: recovery step is a successful read that checks the state, or the write going through.
+CHECK_FIRST_KINDS = ("write_timeout", "concurrent_edit")
+
+
+def recovery_turns(steps: Sequence[Mapping[str, Any]], fault: Mapping[str, Any], *,
+                   read_tools: Collection[str] = (), success: bool = False) -> int | None:
     """Turns the agent needed to recover from one fault, or None if it never recovered.
 
-    Definition: a fault fires at turn ``t`` on tool ``T`` (``fault["turn"]``, ``fault["tool"]``). The agent has
-    recovered at the first later turn ``t' > t`` at which it called a tool successfully, that is with a valid
-    action, no tool error and no fault firing at ``t'``; the call must be to ``T`` itself when the fault names a
-    tool (the retry or the read-back that succeeds) and may be to any tool otherwise. The answer is ``t' - t``:
-    an immediate successful retry counts 1.
+    A fault fires at turn ``t`` on tool ``T`` (``fault["turn"]``, ``fault["tool"]``). A *successful call* is a
+    step with a valid action, no error in its observation and no fault firing (``step["ok"]``). The agent has
+    recovered at the first later turn ``t' > t`` with a successful call
 
-    Faults without a turn (a seeded error is present before the first turn, ``turn`` 0 or None) count from turn 0.
-    ``steps`` are the episode's step records (``turn``, ``tool``, ``ok``), turns numbered from 1.
+    - of ``T`` itself after a failed call (``transient_error``, ``rate_limit``, ``stale_read`` and any other kind
+      that names a tool): the retry or re-read that goes through;
+    - of ``T`` or of any read tool (``read_tools``) after ``write_timeout`` or ``concurrent_edit``: the read that
+      checks what happened, which the error message asks for (or the write going through).
+
+    The answer is ``t' - t``: an immediate successful retry counts 1; a rate-limited tool retried before its wait
+    is over counts the turns spent waiting. A fault that names no tool (``seeded_error``: an earlier mistake
+    present before turn 1) is repaired only by the episode as a whole: it counts as recovered when the episode
+    succeeds (``success``), after all of its turns.
     """
+    if fault.get("tool") is None:
+        return (steps[-1]["turn"] if steps else 0) if success else None
     start = fault.get("turn") or 0
-    tool = fault.get("tool")
+    targets = {fault["tool"]}
+    if fault.get("kind") in CHECK_FIRST_KINDS:
+        targets |= set(read_tools)
     for step in steps:
-        if step["turn"] <= start or not step.get("ok"):
-            continue
-        if tool is None or step.get("tool") == tool:
+        if step["turn"] > start and step.get("ok") and step.get("tool") in targets:
             return step["turn"] - start
     return None
+
+
+def read_tools(episode: Mapping[str, Any]) -> set[str]:
+    """The read tools of an episode record (``tool_kinds``: tool name -> read / write / finish)."""
+    return {name for name, kind in (episode.get("tool_kinds") or {}).items() if kind == "read"}
 
 
 def recovery_stats(episodes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -138,9 +159,10 @@ def recovery_stats(episodes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
     by_kind: dict[str, dict[str, Any]] = defaultdict(lambda: {"episodes": 0, "successes": 0, "turns": [], "lost": 0})
     for ep in episodes:
         kinds = set()
+        reads = read_tools(ep)
         for fault in ep.get("faults") or ():
             kinds.add(fault["kind"])
-            turns = recovery_turns(ep.get("steps") or (), fault)
+            turns = recovery_turns(ep.get("steps") or (), fault, read_tools=reads, success=bool(ep["success"]))
             if turns is None:
                 by_kind[fault["kind"]]["lost"] += 1
             else:

@@ -74,6 +74,7 @@ class EvalConfig:
                 object.__setattr__(self, name, tuple(value))
             if not getattr(self, name):
                 raise ValueError(f"EvalConfig.{name} is empty; give at least one")
+        self._check_names()
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError(f"fault_rate is a probability in [0, 1], got {self.fault_rate}")
         for name in ("tasks", "samples", "batch_size"):
@@ -81,6 +82,26 @@ class EvalConfig:
                 raise ValueError(f"EvalConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_turns is not None and self.max_turns < 1:
             raise ValueError(f"max_turns must be >= 1 or None (env default), got {self.max_turns}")
+
+    def _check_names(self) -> None:
+        """Unknown env ids, splits and fault kinds fail here, before anything runs, naming the valid ones."""
+        import gymnasium
+
+        import envs
+        from envs.core import FAULT_KINDS, SPLITS
+        from envs.core.tools import suggest
+
+        known = sorted(set(envs.ENVIRONMENTS) | {k for k in gymnasium.registry if k.startswith("recoverygym/")})
+        choices = {"environment id": (self.env_ids, known), "split": (self.splits, list(SPLITS)),
+                   "fault setting": (self.fault_kinds, [*FAULT_CHOICES, *FAULT_KINDS])}
+        for what, (given, valid) in choices.items():
+            for name in given:
+                if name not in valid and not (what == "environment id" and name in gymnasium.registry):
+                    raise ValueError(f"unknown {what} {name!r}{suggest(str(name), valid)}; valid: {', '.join(valid)}")
+        for name in ("env_ids", "splits", "fault_kinds"):
+            value = getattr(self, name)
+            if len(set(value)) != len(value):
+                raise ValueError(f"EvalConfig.{name} lists an item twice: {list(value)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -164,8 +185,11 @@ def load_episodes(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
 
 
-def _is_tool_error(info: dict[str, Any]) -> bool:
-    return bool(info.get("tool_error") or info.get("error"))
+def is_error(observation: str) -> bool:
+    """Whether an observation reports a failed call: ``envs.core`` starts every one with ``error`` (``error: ...``
+    for a tool's own refusal or a malformed action, ``error 503``/``429``/``504``/``409`` for injected faults and
+    a tool still rate-limited)."""
+    return observation.lstrip().startswith("error")
 
 
 @dataclass
@@ -203,7 +227,7 @@ def _step(slot: _Slot, action) -> None:
             observation=obs,
             tool=info.get("tool"),
             invalid_action=invalid,
-            ok=not invalid and not fired and not _is_tool_error(info),
+            ok=not invalid and not fired and not is_error(obs),
             tokens=action.tokens,
             scripted=action.scripted,
             faults=fired,
@@ -235,6 +259,7 @@ def _record(slot: _Slot, policy: Policy, base_seed: int) -> dict[str, Any]:
         "generated_tokens": sum(t.tokens for t in history),
         "faults": list(info.get("faults") or []),
         "tools": [t["function"]["name"] for t in ep.tools],
+        "tool_kinds": {name: spec.kind for name, spec in slot.env.unwrapped.tool_specs().items()},
         "prompt": ep.prompt,
         "steps": [t.to_record() for t in history],
         "wall_s": round(time.perf_counter() - slot.start, 4),
@@ -263,7 +288,7 @@ def _check_resume(out: Path, config_doc: dict[str, Any], overwrite: bool) -> Non
 
 
 def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, progress: bool = True,
-             overwrite: bool = False) -> dict[str, Any]:
+             overwrite: bool = False, command: str | None = None) -> dict[str, Any]:
     """Evaluate ``policy``, appending finished episodes to ``out_dir/episodes.jsonl``; returns the results dict.
 
     Keeps ``config.batch_size`` episodes in flight: each round asks the policy for one action per live episode,
@@ -285,6 +310,8 @@ def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, 
     bar = tqdm(total=len(keys), initial=len(keys) - remaining, desc=f"eval {policy.name}", unit="ep",
                disable=not progress, dynamic_ncols=True)
     slots: list[_Slot] = []
+    turns = finished = wins = 0
+    shown = time.perf_counter()
     with jsonl.open("a", encoding="utf-8") as sink:
         while True:
             while len(slots) < config.batch_size and (key := next(todo, None)) is not None:
@@ -293,14 +320,21 @@ def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, 
                 break
             for slot, action in zip(slots, policy.act([s.episode for s in slots]), strict=True):
                 _step(slot, action)
+            turns += len(slots)
             for slot in [s for s in slots if s.done]:
-                sink.write(json.dumps(_record(slot, policy, config.seed)) + "\n")
+                record = _record(slot, policy, config.seed)
+                sink.write(json.dumps(record) + "\n")
                 sink.flush()
                 slot.env.close()
+                finished += 1
+                wins += record["success"]
                 bar.update(1)
             slots = [s for s in slots if not s.done]
+            if time.perf_counter() - shown > 1.0:  # slow model turns: show that turns are being played
+                shown = time.perf_counter()
+                bar.set_postfix_str(f"{turns} turns, {len(slots)} in flight, {wins}/{finished} succeeded")
     bar.close()
-    return write_results(out, config_doc, skipped=skipped, wall_s=time.perf_counter() - started)
+    return write_results(out, config_doc, skipped=skipped, wall_s=time.perf_counter() - started, command=command)
 
 
 def package_versions() -> dict[str, str]:
@@ -324,14 +358,15 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def write_results(out: Path, config_doc: dict[str, Any], *, skipped=(), wall_s: float | None = None
-                  ) -> dict[str, Any]:
+def write_results(out: Path, config_doc: dict[str, Any], *, skipped=(), wall_s: float | None = None,
+                  command: str | None = None) -> dict[str, Any]:
     """Compute the metrics of ``out/episodes.jsonl`` and write ``out/results.json``."""
     episodes = load_episodes(out / "episodes.jsonl")
     policy_name = episodes[0]["policy"] if episodes else None
     results = {
         "policy": policy_name,
         "config": config_doc,
+        "command": command,
         "versions": package_versions(),
         "episodes": len(episodes),
         "skipped": list(skipped),
