@@ -2,17 +2,16 @@
 
 import json
 
+import gymnasium
 import pytest
 
-torch = pytest.importorskip("torch")
-
-import gymnasium
-
 import envs  # noqa: F401
-from training.evaluation.model_policy import TransformersPolicy
+from training.evaluation.model_policy import TransformersPolicy  # imports torch only when a policy is built
 from training.evaluation.policies import BestOfKPolicy, ScaffoldPolicy
 from training.evaluation.runner import EvalConfig, load_episodes, run_eval
 from training.models import build_tiny_model, load_model_and_tokenizer
+
+torch = pytest.importorskip("torch")
 
 SUPPORT = "recoverygym/SupportDesk-v0"
 
@@ -62,6 +61,19 @@ def test_batched_generation_plays_the_same_episodes_as_one_at_a_time(tiny, tmp_p
     for ep in batched:
         assert 0 < ep["generated_tokens"] <= 12 * ep["turns"]
         assert all(0 < step["tokens"] <= 12 for step in ep["steps"])
+
+
+def test_shared_prefix_cache_changes_nothing_but_the_work(tiny, tmp_path):
+    model, tokenizer = tiny
+    cached = TransformersPolicy(model, tokenizer, max_new_tokens=12)
+    plain = TransformersPolicy(model, tokenizer, max_new_tokens=12, prefix_cache=False)
+    config = _config(batch_size=4, fault_kinds=("all",), fault_rate=0.5)
+    run_eval(cached, config, tmp_path / "cached", progress=False)
+    run_eval(plain, config, tmp_path / "plain", progress=False)
+    assert len(cached._prefix_kv) == 1 and not plain._prefix_kv  # one tool-schema prefix, computed once
+    assert len(next(iter(cached._prefix_kv))) > 100 and cached.truncated_prompts == 0
+    steps = [[s["action"] for s in ep["steps"]] for ep in load_episodes(tmp_path / "cached" / "episodes.jsonl")]
+    assert steps == [[s["action"] for s in ep["steps"]] for ep in load_episodes(tmp_path / "plain" / "episodes.jsonl")]
 
 
 def test_wrappers_run_around_the_model(tiny, tmp_path):

@@ -6,7 +6,10 @@ load them.
 
 from __future__ import annotations
 
+import copy
+import json
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ from training.evaluation.episode import Action, Episode
 __all__ = ["TransformersPolicy"]
 
 STOP = "</tool_call>"
+_SENTINEL = "RECOVERYGYM-PROMPT-SENTINEL"
+_MIN_PREFIX = 16  # shorter shared prefixes are not worth a cache
 
 
 class TransformersPolicy:
@@ -25,6 +30,11 @@ class TransformersPolicy:
     (``tools=info["tools"]``), left-pads them into micro-batches of ``max_batch_size`` and generates them together,
     stopping each row at ``</tool_call>`` or the end-of-turn token. The runner keeps up to its ``batch_size``
     episodes in flight and refills finished slots, so the batch stays full across episodes of different lengths.
+
+    Every prompt of one environment starts with the same system block (the chat template's tool schemas, about
+    2,000 of SmolLM2's 2,600 first-turn tokens). With ``prefix_cache`` that block's key/value cache is computed
+    once and shared by every row and every turn: rows are laid out ``[shared prefix][padding][rest]`` with the
+    padding masked, so positions and outputs equal those of unpadded, uncached generation.
 
     Args:
         model: A path or hub name (loaded with ``training.models.load_model_and_tokenizer``) or a loaded model.
@@ -36,6 +46,7 @@ class TransformersPolicy:
         max_batch_size: Most rows generated in one forward pass (memory bound).
         dtype, device: Passed to the loader.
         name: Label in results; defaults to the folder or hub name.
+        prefix_cache: Reuse the key/value cache of the tool-schema prefix (see above); False recomputes it.
     """
 
     def __init__(
@@ -51,6 +62,7 @@ class TransformersPolicy:
         dtype: Any = None,
         device: Any = None,
         name: str | None = None,
+        prefix_cache: bool = True,
     ):
         import torch
 
@@ -78,6 +90,9 @@ class TransformersPolicy:
         limit = getattr(model.config, "max_position_embeddings", None) or 32768
         self.max_prompt_tokens = max(16, limit - max_new_tokens)
         self.truncated_prompts = 0
+        self.prefix_cache = prefix_cache
+        self._heads: dict[str, list[int]] = {}
+        self._prefix_kv: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         torch.manual_seed(seed)
 
     def config(self) -> dict[str, Any]:
@@ -90,6 +105,7 @@ class TransformersPolicy:
             "seed": self.seed,
             "max_batch_size": self.max_batch_size,
             "dtype": str(self.model.dtype),
+            "prefix_cache": self.prefix_cache,
         }
 
     def render(self, episode: Episode) -> str:
@@ -99,35 +115,81 @@ class TransformersPolicy:
         )
 
     def act(self, episodes: Sequence[Episode]) -> list[Action]:
-        texts = [self.render(ep) for ep in episodes]
-        out: list[Action] = []
-        for start in range(0, len(texts), self.max_batch_size):
-            out.extend(self._generate(texts[start : start + self.max_batch_size]))
-        return out
+        rows = [self._encode(self.render(ep)) for ep in episodes]
+        groups: dict[str, list[int]] = {}  # rows that share a tool-schema prefix are generated together
+        for i, ep in enumerate(episodes):
+            groups.setdefault(json.dumps(ep.tools, sort_keys=True), []).append(i)
+        out: list[Action | None] = [None] * len(rows)
+        for key, members in groups.items():
+            head = self._head(key) if self.prefix_cache else []
+            for start in range(0, len(members), self.max_batch_size):
+                chunk = members[start : start + self.max_batch_size]
+                for i, action in zip(chunk, self._generate([rows[i] for i in chunk], head), strict=True):
+                    out[i] = action
+        return out  # type: ignore[return-value]
 
-    def _generate(self, texts: list[str]) -> list[Action]:
+    def _encode(self, text: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > self.max_prompt_tokens:  # keep the most recent context; counted in truncated_prompts
+            self.truncated_prompts += 1
+            ids = ids[-self.max_prompt_tokens :]
+        return ids
+
+    def _head(self, tools_key: str) -> list[int]:
+        """Token ids of everything the chat template puts before the first user message, for these tools."""
+        if tools_key not in self._heads:
+            tools = json.loads(tools_key)
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": _SENTINEL}], tools=tools or None,
+                                                      add_generation_prompt=False, tokenize=False)
+            head = text.split(_SENTINEL)[0] if _SENTINEL in text else ""
+            self._heads[tools_key] = self.tokenizer(head, add_special_tokens=False)["input_ids"]
+        return self._heads[tools_key]
+
+    def _shared_cache(self, prefix: list[int], batch: int):
+        """A fresh copy of the key/value cache of ``prefix``, repeated for ``batch`` rows (computed once)."""
+        import torch
+
+        key = tuple(prefix)
+        if key not in self._prefix_kv:
+            with torch.inference_mode():
+                ids = torch.tensor([prefix], device=self.model.device)
+                self._prefix_kv[key] = self.model(input_ids=ids, use_cache=True).past_key_values
+            while len(self._prefix_kv) > 4:
+                self._prefix_kv.popitem(last=False)
+        self._prefix_kv.move_to_end(key)
+        cache = copy.deepcopy(self._prefix_kv[key])  # generate() extends the cache it is given
+        if batch > 1:
+            cache.batch_repeat_interleave(batch)
+        return cache
+
+    def _generate(self, rows: list[list[int]], head: list[int]) -> list[Action]:
         import torch
 
         tok = self.tokenizer
-        rows = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-        for i, ids in enumerate(rows):
-            if len(ids) > self.max_prompt_tokens:  # keep the most recent context; counted in truncated_prompts
-                rows[i] = ids[-self.max_prompt_tokens :]
-                self.truncated_prompts += 1
-        width = max(map(len, rows))
+        shared = min((_common_prefix(head, r) for r in rows), default=0)
+        shared = min(shared, min(len(r) for r in rows) - 1)  # every row needs a token of its own to generate from
+        if shared < _MIN_PREFIX:
+            shared = 0
         pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.model.device)
-        attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.model.device)
+        width = max(len(r) - shared for r in rows)
+        ids, mask = [], []
+        for r in rows:  # [shared prefix][padding][rest]; with no shared prefix this is plain left padding
+            n = width - (len(r) - shared)
+            ids.append(r[:shared] + [pad] * n + r[shared:])
+            mask.append([1] * shared + [0] * n + [1] * (len(r) - shared))
+        device = self.model.device
         sampling = self.temperature > 0
         kwargs: dict[str, Any] = {"do_sample": sampling}
         if sampling:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if shared:
+            kwargs["past_key_values"] = self._shared_cache(rows[0][:shared], len(rows))
         with torch.inference_mode():
             generated = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=attention,
+                input_ids=torch.tensor(ids, device=device),
+                attention_mask=torch.tensor(mask, device=device),
                 max_new_tokens=self.max_new_tokens,
                 stop_strings=[STOP],
                 tokenizer=tok,
@@ -135,7 +197,7 @@ class TransformersPolicy:
                 eos_token_id=tok.eos_token_id,
                 **kwargs,
             )
-        new = generated[:, width:].tolist()
+        new = generated[:, shared + width :].tolist()
         return [self._decode(ids) for ids in new]
 
     def _decode(self, ids: list[int]) -> Action:
@@ -150,3 +212,11 @@ class TransformersPolicy:
         if STOP in text:
             text = text[: text.index(STOP) + len(STOP)]
         return Action(text.strip(), tokens=count)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
