@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.evaluation.metrics import summarize
+from training.evaluation.metrics import summarize, summarize_group, wilson_interval
 from training.evaluation.runner import load_episodes
 
-__all__ = ["Run", "load_run", "write_report"]
+__all__ = ["Run", "load_run", "overview_table", "write_report"]
 
 
 @dataclass
@@ -30,6 +30,7 @@ class Run:
     config: dict[str, Any]
     versions: dict[str, Any]
     episodes: list[dict[str, Any]]
+    command: str | None = None
 
     @property
     def summary(self) -> list[dict[str, Any]]:
@@ -46,7 +47,8 @@ def load_run(path: str | os.PathLike, label: str | None = None) -> Run:
         raise FileNotFoundError(f"{path} has no finished episodes (episodes.jsonl); run `recoverygym eval` first")
     results = json.loads((path / "results.json").read_text()) if (path / "results.json").exists() else {}
     config = results.get("config") or json.loads((path / "config.json").read_text())
-    return Run(label or episodes[0]["policy"], path, config, results.get("versions", {}), episodes)
+    return Run(label or episodes[0]["policy"], path, config, results.get("versions", {}), episodes,
+               results.get("command"))
 
 
 def _pct(x: float | None) -> str:
@@ -114,31 +116,36 @@ def plot_success(runs: Sequence[Run], path: Path) -> None:
 
 
 def plot_pass_k(runs: Sequence[Run], path: Path) -> None:
-    """pass^k (solid) and pass@k (dashed) against k: colour per run, marker per fault kind; one panel per env."""
+    """pass^k (solid) and pass@k (dashed) against k, one colour per run; a panel per env, for tasks without faults
+    (top) and with faults (bottom: every fault setting pooled, each (task, setting) pair counting as one task)."""
     plt = _plt()
     envs = _envs(runs)
-    kinds = sorted({ep["fault_kind"] for run in runs for ep in run.episodes})
-    markers = dict(zip(kinds, "osD^vP*X" * 4, strict=False))
-    fig, axes = plt.subplots(1, len(envs), figsize=(max(6.5, 5 * len(envs) + 1.5), 3.8), squeeze=False)
-    for ax, env in zip(axes[0], envs, strict=True):
-        k_max = 1
-        for i, run in enumerate(runs):
-            rows = summarize([ep for ep in run.episodes if ep["env_id"] == env], keys=("fault_kind",))
-            for r in rows:
+    rows = [("no faults", lambda ep: ep["fault_kind"] == "none"),
+            ("with faults", lambda ep: ep["fault_kind"] != "none")]
+    rows = [(title, keep) for title, keep in rows if any(keep(ep) for run in runs for ep in run.episodes)]
+    fig, axes = plt.subplots(len(rows), len(envs), figsize=(max(6.5, 4.6 * len(envs) + 2.5), 3.2 * len(rows)),
+                             squeeze=False)
+    for (title, keep), ax_row in zip(rows, axes, strict=True):
+        for ax, env in zip(ax_row, envs, strict=True):
+            k_max = 1
+            for i, run in enumerate(runs):
+                eps = [ep for ep in run.episodes if ep["env_id"] == env and keep(ep)]
+                if not eps:
+                    continue
+                r = summarize_group(eps)
                 ks = list(r["pass_hat_k"])
                 k_max = max(k_max, *ks)
-                ax.plot(ks, list(r["pass_hat_k"].values()), "-", marker=markers[r["fault_kind"]], color=f"C{i % 10}",
-                        label=f"{run.label} · {r['fault_kind']}")
-                ax.plot(ks, list(r["pass_at_k"].values()), "--", marker=markers[r["fault_kind"]], color=f"C{i % 10}",
-                        alpha=0.4, markersize=3)
-        ax.set_xticks(range(1, k_max + 1))
-        ax.set_xlabel("k")
-        ax.set_ylabel("pass^k (solid), pass@k (dashed)")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(_short_env(env))
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+                ax.plot(ks, list(r["pass_hat_k"].values()), "-o", color=f"C{i % 10}", markersize=4, label=run.label)
+                ax.plot(ks, list(r["pass_at_k"].values()), "--", color=f"C{i % 10}", alpha=0.5)
+            ax.set_xticks(range(1, k_max + 1))
+            ax.set_xlabel("k")
+            ax.set_ylabel("pass^k (solid), pass@k (dashed)", fontsize=8)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(f"{_short_env(env)}, {title}", fontsize=10)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -166,27 +173,33 @@ def plot_compounding(runs: Sequence[Run], path: Path) -> None:
 
 
 def plot_recovery(runs: Sequence[Run], path: Path) -> bool:
-    """Recovery rate per fault kind (success among episodes in which it fired), one bar per run. False if no faults."""
-    stats = {run.label: summarize(run.episodes, keys=())[0]["recovery"] for run in runs}
+    """Recovery rate per fault kind (success among episodes in which it fired), one bar per run, a panel per env.
+    False if no fault fired."""
+    envs = _envs(runs)
+    stats = {(run.label, env): summarize_group(eps)["recovery"] for run in runs for env in envs
+             if (eps := [ep for ep in run.episodes if ep["env_id"] == env])}
     kinds = sorted({k for s in stats.values() for k in s})
     if not kinds:
         return False
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(kinds) + 2), 3.6))
+    fig, axes = plt.subplots(1, len(envs), figsize=(max(6, (1.1 * len(kinds) + 1) * len(envs)), 3.6), squeeze=False)
     width = 0.8 / len(runs)
-    for i, run in enumerate(runs):
-        s = stats[run.label]
-        xs = [g + (i - (len(runs) - 1) / 2) * width for g, k in enumerate(kinds) if k in s]
-        ys = [s[k]["recovery_rate"] for k in kinds if k in s]
-        err = list(zip(*(_err(s[k]["recovery_rate"], s[k]["recovery_rate_ci95"]) for k in kinds if k in s),
-                       strict=True))
-        ax.bar(xs, ys, width, yerr=err, capsize=2, label=run.label)
-    ax.set_xticks(range(len(kinds)), kinds, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("recovery rate")
-    ax.legend(fontsize=8)
+    for ax, env in zip(axes[0], envs, strict=True):
+        for i, run in enumerate(runs):
+            s = stats.get((run.label, env), {})
+            xs = [g + (i - (len(runs) - 1) / 2) * width for g, k in enumerate(kinds) if k in s]
+            ys = [s[k]["recovery_rate"] for k in kinds if k in s]
+            err = [_err(s[k]["recovery_rate"], s[k]["recovery_rate_ci95"]) for k in kinds if k in s]
+            ax.bar(xs, ys, width, yerr=list(zip(*err, strict=True)) if err else None, capsize=2, label=run.label,
+                   color=f"C{i % 10}")
+        ax.set_xticks(range(len(kinds)), [k.replace("_", "\n") for k in kinds], fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("recovery rate")
+        ax.set_title(_short_env(env), fontsize=10)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return True
 
@@ -216,6 +229,32 @@ def plot_compute(runs: Sequence[Run], path: Path) -> bool:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Markdown
+
+
+def _rate_cell(episodes: Sequence[dict[str, Any]]) -> str:
+    if not episodes:
+        return "-"
+    n, c = len(episodes), sum(bool(ep["success"]) for ep in episodes)
+    lo, hi = wilson_interval(c, n)
+    return f"{_pct(c / n)} [{_pct(lo)}, {_pct(hi)}] (n={n})"
+
+
+def overview_table(runs: Sequence[Run]) -> list[str]:
+    """One row per run: success % [95% CI] per env without faults, with faults (every fault setting pooled), and
+    among the episodes in which a fault actually fired (the recovery rate over all kinds)."""
+    envs = _envs(runs)
+    header = "| policy | " + " | ".join(
+        f"{_short_env(e)}: no faults | {_short_env(e)}: faults | {_short_env(e)}: a fault fired" for e in envs) + " |"
+    lines = [header, "|---|" + "---|" * (3 * len(envs))]
+    for run in runs:
+        cells = []
+        for env in envs:
+            eps = [ep for ep in run.episodes if ep["env_id"] == env]
+            cells += [_rate_cell([ep for ep in eps if ep["fault_kind"] == "none"]),
+                      _rate_cell([ep for ep in eps if ep["fault_kind"] != "none"]),
+                      _rate_cell([ep for ep in eps if ep.get("faults")])]
+        lines.append(f"| {run.label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _main_table(runs: Sequence[Run]) -> list[str]:
@@ -288,7 +327,7 @@ def _comparison_table(runs: Sequence[Run]) -> list[str]:
 
 def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, title: str | None = None,
                  command: str | None = None, labels: Sequence[str] | None = None,
-                 viewer_episodes: int = 60) -> Path:
+                 viewer_episodes: int = 60, viewer_clip: int = 0) -> Path:
     """Write ``out_dir/report.md`` with its plots and ``out_dir/viewer.html``; returns the report path."""
     from training.evaluation.viewer import write_viewer
 
@@ -309,20 +348,25 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     plot_compounding(runs, out / "compounding_error.png")
     has_recovery = plot_recovery(runs, out / "recovery_by_fault.png")
     has_compute = plot_compute(runs, out / "success_vs_tokens.png")
-    write_viewer(runs, out / "viewer.html", max_episodes=viewer_episodes)
+    write_viewer(runs, out / "viewer.html", max_episodes=viewer_episodes, clip=viewer_clip)
 
     md = [f"# {title or 'recoverygym evaluation report'}", ""]
-    if command:
-        md += ["Made with:", "", "```", command, "```", ""]
-    md += ["Runs:", ""]
+    commands = list(dict.fromkeys(run.command for run in runs if run.command)) + ([command] if command else [])
+    if commands:
+        md += ["Made with:", "", "```", *commands, "```", ""]
+    md += ["## Overview", "",
+           ("Success % [95% Wilson interval] (episodes) on each environment: without faults; with faults (every "
+            "fault setting pooled); and among the episodes in which at least one fault fired (recovery rate)."), ""]
+    md += overview_table(runs) + [""]
+    md += ["## Runs", ""]
     for run in runs:
         ev = run.config.get("eval", {})
         md.append(
-            f"- **{run.label}** (`{run.path}`): policy `{json.dumps(run.config.get('policy', {}))}`; "
+            f"- **{run.label}** (`{run.path.name}`): policy `{json.dumps(run.config.get('policy', {}))}`; "
             f"envs {', '.join(ev.get('env_ids', []))}; splits {', '.join(ev.get('splits', []))}; "
             f"faults {', '.join(ev.get('fault_kinds', []))} at rate {ev.get('fault_rate')}; "
-            f"{ev.get('tasks')} tasks x {ev.get('samples')} samples; seed {ev.get('seed')}; "
-            f"{len(run.episodes)} episodes; versions: "
+            f"{ev.get('tasks')} tasks x {ev.get('samples')} samples; max turns {ev.get('max_turns') or 'env default'}; "
+            f"seed {ev.get('seed')}; {len(run.episodes)} episodes; versions: "
             + ", ".join(f"{k} {v}" for k, v in run.versions.items() if k != "platform")
         )
     md += ["", "Metric definitions: `docs/evaluation.md`. Trajectories: [viewer.html](viewer.html).", ""]

@@ -64,12 +64,19 @@ def _e(text: Any) -> str:
     return html.escape(str(text))
 
 
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with a marker (the viewer stays small; episodes.jsonl has it all)."""
+    if limit <= 0 or len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... {len(text) - limit} more characters in episodes.jsonl]"
+
+
 def _fault_text(fault: dict[str, Any]) -> str:
     rest = ", ".join(f"{k}={v}" for k, v in fault.items() if k not in ("kind", "turn"))
     return f"{fault['kind']}" + (f" ({rest})" if rest else "")
 
 
-def _episode_html(label: str, ep: dict[str, Any]) -> str:
+def _episode_html(label: str, ep: dict[str, Any], clip: int = 0) -> str:
     kinds = sorted({f["kind"] for f in ep.get("faults") or ()})
     outcome = "success" if ep["success"] else "failure"
     head = (
@@ -82,7 +89,7 @@ def _episode_html(label: str, ep: dict[str, Any]) -> str:
     attrs = (f"data-run='{_e(label)}' data-env='{_e(ep['env_id'])}' data-outcome='{outcome}' "
              f"data-faults='{_e(' '.join(kinds) or 'none')}'")
     parts = [f"<details class='ep' {attrs}><summary>{head}</summary>",
-             f"<div class='prompt'><b>prompt</b><pre>{_e(ep['prompt'])}</pre></div>"]
+             f"<div class='prompt'><b>prompt</b><pre>{_e(_clip(ep['prompt'], clip))}</pre></div>"]
     for fault in ep.get("faults") or ():
         if not fault.get("turn"):  # seeded errors exist before the first turn
             parts.append(f"<div class='turn fault'><span class='badge fault'>before turn 1: {_e(_fault_text(fault))}"
@@ -99,7 +106,8 @@ def _episode_html(label: str, ep: dict[str, Any]) -> str:
         tokens = f" · {step['tokens']} tokens" if step.get("tokens") else ""
         parts.append(
             f"<div class='turn {cls}'><b>turn {step['turn']}</b> · {_e(step.get('tool') or '-')}{tokens}{badges}"
-            f"<pre class='act'>{_e(step['action'])}</pre><pre class='obs'>{_e(step['observation'])}</pre></div>"
+            f"<pre class='act'>{_e(_clip(step['action'], clip))}</pre>"
+            f"<pre class='obs'>{_e(_clip(step['observation'], clip))}</pre></div>"
         )
     components = (ep.get("components") or {}).items()
     chips = "".join(f"<span class='chip {'t' if v else 'f'}'>{_e(k)}</span>" for k, v in components)
@@ -117,8 +125,10 @@ def _select(key: str, title: str, values: Sequence[str]) -> str:
     return f"{title} <select data-key='{key}'><option value='*'>all</option>{options}</select>"
 
 
-def write_viewer(runs: Sequence[Any], path: str | os.PathLike, *, max_episodes: int = 60) -> Path:
-    """Write the trajectory viewer for ``runs`` (``report.Run`` objects, or ``(label, episodes)`` pairs)."""
+def write_viewer(runs: Sequence[Any], path: str | os.PathLike, *, max_episodes: int = 60, clip: int = 0) -> Path:
+    """Write the trajectory viewer for ``runs`` (``report.Run`` objects, or ``(label, episodes)`` pairs).
+
+    ``clip`` > 0 cuts prompts, actions and observations to that many characters, to keep the page small."""
     pairs = [(r.label, r.episodes) if hasattr(r, "episodes") else (r[0], r[1]) for r in runs]
     chosen = [(label, ep) for label, eps in pairs for ep in pick_episodes(eps, max_episodes)]
     total = sum(len(eps) for _, eps in pairs)
@@ -131,7 +141,7 @@ def write_viewer(runs: Sequence[Any], path: str | os.PathLike, *, max_episodes: 
         _select("faults", "fault fired", kinds),
         "<span id='count'></span>",
     ])
-    body = "\n".join(_episode_html(label, ep) for label, ep in chosen)
+    body = "\n".join(_episode_html(label, ep, clip) for label, ep in chosen)
     meta = json.dumps({"episodes_shown": len(chosen), "episodes_total": total})
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>recoverygym trajectories</title>"
