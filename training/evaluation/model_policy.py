@@ -117,11 +117,11 @@ class TransformersPolicy:
     def act(self, episodes: Sequence[Episode]) -> list[Action]:
         rows = [self._encode(self.render(ep)) for ep in episodes]
         groups: dict[str, list[int]] = {}  # rows that share a tool-schema prefix are generated together
-        for i, ep in enumerate(episodes):
-            groups.setdefault(json.dumps(ep.tools, sort_keys=True), []).append(i)
+        for i, ep in enumerate(episodes):  # key order kept: the template renders the schemas as given
+            groups.setdefault(json.dumps(ep.tools), []).append(i)
         out: list[Action | None] = [None] * len(rows)
         for key, members in groups.items():
-            head = self._head(key) if self.prefix_cache else []
+            head = self._head(key, episodes[members[0]].tools) if self.prefix_cache else []
             for start in range(0, len(members), self.max_batch_size):
                 chunk = members[start : start + self.max_batch_size]
                 for i, action in zip(chunk, self._generate([rows[i] for i in chunk], head), strict=True):
@@ -135,10 +135,9 @@ class TransformersPolicy:
             ids = ids[-self.max_prompt_tokens :]
         return ids
 
-    def _head(self, tools_key: str) -> list[int]:
+    def _head(self, tools_key: str, tools: list[dict[str, Any]]) -> list[int]:
         """Token ids of everything the chat template puts before the first user message, for these tools."""
         if tools_key not in self._heads:
-            tools = json.loads(tools_key)
             text = self.tokenizer.apply_chat_template([{"role": "user", "content": _SENTINEL}], tools=tools or None,
                                                       add_generation_prompt=False, tokenize=False)
             head = text.split(_SENTINEL)[0] if _SENTINEL in text else ""
