@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.evaluation.metrics import summarize, summarize_group, wilson_interval
+from training.evaluation.metrics import success_by_required_steps, summarize, summarize_group, wilson_interval
 from training.evaluation.runner import load_episodes
 
 __all__ = ["Run", "load_run", "overview_table", "write_report"]
@@ -85,18 +85,36 @@ def _envs(runs: Sequence[Run]) -> list[str]:
     return sorted({ep["env_id"] for run in runs for ep in run.episodes})
 
 
+def _setting_order(setting: tuple[str, str]) -> tuple:
+    """Splits in order, then no faults, all faults, and each fault kind in ``FAULT_KINDS`` order."""
+    from envs.core import FAULT_KINDS, SPLITS
+
+    split, kind = setting
+    kinds = ["none", "all", *FAULT_KINDS]
+    return (list(SPLITS).index(split) if split in SPLITS else len(SPLITS), split,
+            kinds.index(kind) if kind in kinds else len(kinds), kind)
+
+
+def _legend_outside(fig, axes) -> None:
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+
+
 def plot_success(runs: Sequence[Run], path: Path) -> None:
-    """Grouped bars: success rate per (split, fault kind), one bar per run, Wilson 95% error bars; one panel per env."""
+    """Grouped bars: success rate per (split, fault setting), one bar per run, Wilson 95% error bars; a panel per
+    env. A run at 0 shows only its error bar."""
     plt = _plt()
     envs = _envs(runs)
-    fig, axes = plt.subplots(1, len(envs), figsize=(max(5, 1.2 * 6 * len(envs)), 3.8), squeeze=False)
+    settings = sorted({(r["split"], r["fault_kind"]) for run in runs for r in run.summary}, key=_setting_order)
+    splits = {split for split, _ in settings}
+    fig, axes = plt.subplots(len(envs), 1, figsize=(max(7, 0.22 * len(runs) * len(settings) + 3), 2.9 * len(envs)),
+                             squeeze=False)
     width = 0.8 / len(runs)
-    for ax, env in zip(axes[0], envs, strict=True):
-        groups = sorted({(r["split"], r["fault_kind"]) for run in runs for r in run.summary if r["env_id"] == env})
+    for (ax,), env in zip(axes, envs, strict=True):
         for i, run in enumerate(runs):
             rows = {(r["split"], r["fault_kind"]): r for r in run.summary if r["env_id"] == env}
             xs, ys, lo, hi = [], [], [], []
-            for g, key in enumerate(groups):
+            for g, key in enumerate(settings):
                 if key in rows:
                     r = rows[key]
                     xs.append(g + (i - (len(runs) - 1) / 2) * width)
@@ -104,14 +122,15 @@ def plot_success(runs: Sequence[Run], path: Path) -> None:
                     below, above = _err(r["success_rate"], r["success_ci95"])
                     lo.append(below)
                     hi.append(above)
-            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=run.label)
-        ax.set_xticks(range(len(groups)), [f"{s}\n{f}" for s, f in groups], fontsize=8)
+            ax.bar(xs, ys, width, yerr=[lo, hi] if xs else None, capsize=2, label=run.label, color=f"C{i % 10}")
+        names = [kind if len(splits) == 1 else f"{split}\n{kind}" for split, kind in settings]
+        ax.set_xticks(range(len(settings)), names, fontsize=8)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("success rate")
-        ax.set_title(_short_env(env))
-    axes[0][0].legend(fontsize=8)
+        ax.set_title(f"{_short_env(env)}" + (f", {next(iter(splits))} split" if len(splits) == 1 else ""), fontsize=10)
+    _legend_outside(fig, axes)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -142,33 +161,34 @@ def plot_pass_k(runs: Sequence[Run], path: Path) -> None:
             ax.set_ylabel("pass^k (solid), pass@k (dashed)", fontsize=8)
             ax.set_ylim(-0.02, 1.02)
             ax.set_title(f"{_short_env(env)}, {title}", fontsize=10)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    _legend_outside(fig, axes)
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
 def plot_compounding(runs: Sequence[Run], path: Path) -> None:
-    """Success rate against the number of steps a task requires, with Wilson error bars; one panel per env."""
+    """Success rate against the number of steps a task requires (every fault setting pooled), with Wilson error
+    bars; one panel per env."""
     plt = _plt()
     envs = _envs(runs)
-    fig, axes = plt.subplots(1, len(envs), figsize=(max(5, 5 * len(envs)), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(envs), figsize=(max(5, 4.6 * len(envs) + 2), 3.6), squeeze=False)
     for ax, env in zip(axes[0], envs, strict=True):
-        for run in runs:
-            curve = summarize([ep for ep in run.episodes if ep["env_id"] == env], keys=("env_id",))[0][
-                "success_by_required_steps"]
-            xs = list(curve)
-            ys = [c["success_rate"] for c in curve.values()]
+        for i, run in enumerate(runs):
+            eps = [ep for ep in run.episodes if ep["env_id"] == env]
+            if not eps:
+                continue
+            curve = success_by_required_steps(eps)
             err = list(zip(*(_err(c["success_rate"], c["ci95"]) for c in curve.values()), strict=True))
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=run.label)
+            ax.errorbar(list(curve), [c["success_rate"] for c in curve.values()], yerr=err, marker="o", capsize=2,
+                        label=run.label, color=f"C{i % 10}")
         ax.set_xlabel("required steps")
         ax.set_ylabel("success rate")
         ax.set_ylim(-0.02, 1.05)
-        ax.set_title(_short_env(env))
-        ax.legend(fontsize=8)
+        ax.set_title(_short_env(env), fontsize=10)
+    _legend_outside(fig, axes)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -196,8 +216,7 @@ def plot_recovery(runs: Sequence[Run], path: Path) -> bool:
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("recovery rate")
         ax.set_title(_short_env(env), fontsize=10)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    _legend_outside(fig, axes)
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

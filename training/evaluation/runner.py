@@ -333,6 +333,7 @@ def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, 
             if time.perf_counter() - shown > 1.0:  # slow model turns: show that turns are being played
                 shown = time.perf_counter()
                 bar.set_postfix_str(f"{turns} turns, {len(slots)} in flight, {wins}/{finished} succeeded")
+    bar.set_postfix_str(f"{turns} turns, {wins}/{finished} succeeded", refresh=True)
     bar.close()
     return write_results(out, config_doc, skipped=skipped, wall_s=time.perf_counter() - started, command=command)
 
