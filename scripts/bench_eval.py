@@ -1,12 +1,13 @@
 """Benchmark: batched generation across episodes vs one episode at a time, same model, same tasks.
 
     python scripts/bench_eval.py --model tiny --episodes 32 --batch-size 16
-    python scripts/bench_eval.py --model smollm2 --episodes 16 --batch-size 16 --max-turns 4
+    python scripts/bench_eval.py --model smollm2 --episodes 8 --batch-size 8 --max-turns 3 --threads 2 --uncached
 
 Both runs use greedy decoding on the same episode keys, so they play the same games; the script prints wall time,
 episodes/s, generated tokens/s, how many episodes had identical transcripts in both runs, and the speed-up ratio.
-Timings exclude model loading. Threads are pinned (``--threads``) because on a small shared CPU torch's default
-thread count can make either side much slower for reasons unrelated to batching.
+``--uncached`` adds a third run, one episode at a time without the shared tool-schema prefix cache (what a plain
+``generate`` loop does). Timings exclude model loading. Threads are pinned (``--threads``) because on a small shared
+CPU torch's default thread count can make either side much slower for reasons unrelated to batching.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-turns", type=int, default=4, help="turn limit per episode")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="generation budget per turn")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both runs (default: 1)")
+    parser.add_argument("--uncached", action="store_true",
+                        help="add a sequential run without the shared-prefix cache (the naive baseline)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
@@ -72,25 +75,37 @@ def main(argv: list[str] | None = None) -> int:
             source, name = args.model, args.model
         policy = TransformersPolicy(source, max_new_tokens=args.max_new_tokens, max_batch_size=args.batch_size)
         _run(policy, args.env, 2, 2, 1, tmp / "warmup")  # first-call overheads out of the timings
+        runs = [("batched", args.batch_size, policy), ("sequential", 1, policy)]
+        if args.uncached:
+            plain = TransformersPolicy(policy.model, policy.tokenizer, max_new_tokens=args.max_new_tokens,
+                                       prefix_cache=False)
+            runs.append(("sequential, no prefix cache", 1, plain))
         rows = {}
-        for label, bs in (("batched", args.batch_size), ("sequential", 1)):
-            wall, eps = _run(policy, args.env, args.episodes, bs, args.max_turns, tmp / label)
+        for label, bs, pol in runs:
+            pol._prefix_kv.clear()  # each run pays for computing the shared prefix once
+            wall, eps = _run(pol, args.env, args.episodes, bs, args.max_turns, tmp / label.replace(" ", "_"))
             tokens = sum(e["generated_tokens"] for e in eps)
-            rows[label] = {"batch_size": bs, "wall_s": wall, "episodes": len(eps), "turns": sum(e["turns"] for e in eps),
-                           "tokens": tokens, "episodes_per_s": len(eps) / wall, "tokens_per_s": tokens / wall,
-                           "steps": [e["steps"] for e in eps]}
-    same = sum(a == b for a, b in zip(rows["batched"].pop("steps"), rows["sequential"].pop("steps"), strict=True))
-    ratio = rows["sequential"]["wall_s"] / rows["batched"]["wall_s"]
+            rows[label] = {"batch_size": bs, "prefix_cache": pol.prefix_cache, "wall_s": wall, "episodes": len(eps),
+                           "turns": sum(e["turns"] for e in eps), "tokens": tokens, "episodes_per_s": len(eps) / wall,
+                           "tokens_per_s": tokens / wall, "steps": [e["steps"] for e in eps]}
+    transcripts = {label: [[(s["action"], s["observation"]) for s in steps] for steps in r.pop("steps")]
+                   for label, r in rows.items()}
+    same = {label: sum(a == b for a, b in zip(transcripts["batched"], t, strict=True))
+            for label, t in transcripts.items() if label != "batched"}
     print(f"model {name} · env {args.env} · {args.episodes} episodes x <= {args.max_turns} turns · "
           f"{args.max_new_tokens} new tokens/turn · torch {torch.__version__} · {args.threads} thread(s)")
     for label, r in rows.items():
-        print(f"  {label:>10} (batch {r['batch_size']:>3}): {r['wall_s']:7.2f} s  {r['episodes_per_s']:6.2f} ep/s  "
+        print(f"  {label:>28} (batch {r['batch_size']:>3}): {r['wall_s']:7.2f} s  {r['episodes_per_s']:6.3f} ep/s  "
               f"{r['tokens_per_s']:8.1f} tok/s  ({r['turns']} turns, {r['tokens']} tokens)")
-    print(f"  identical transcripts: {same}/{args.episodes}")
-    print(f"  speed-up of batched over sequential: {ratio:.2f}x")
+    for label, n in same.items():
+        print(f"  transcripts identical to batched: {label}: {n}/{args.episodes}")
+    ratios = {label: r["wall_s"] / rows["batched"]["wall_s"] for label, r in rows.items() if label != "batched"}
+    for label, ratio in ratios.items():
+        print(f"  speed-up of batched over {label}: {ratio:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps({"model": name, "args": vars(args) | {"json": str(args.json)}, **rows,
-                                         "identical": same, "ratio": ratio}, indent=2))
+        args.json.write_text(json.dumps({"model": name, "torch": torch.__version__,
+                                         "args": vars(args) | {"json": str(args.json)}, "runs": rows,
+                                         "identical_to_batched": same, "speedup_of_batched": ratios}, indent=2))
     return 0
 
 
