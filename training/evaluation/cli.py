@@ -27,12 +27,15 @@ policy specs (repeat --policy to evaluate several; each gets its own folder unde
   openai:MODEL             an OpenAI-compatible chat endpoint at --base-url (vLLM, SGLang, OpenAI...)
 wrappers, as prefixes joined with '+':
   scaffold+SPEC            retry on 503/429 errors, read back after every write (hand-written recovery)
-  best-of-K+SPEC           sample K actions per turn, play the majority tool call (K-fold token cost)
+  best-of-K+SPEC           sample K actions per turn, play the majority tool call (K-fold token cost;
+                           needs --temperature > 0)
 
 examples:
   recoverygym eval --env recoverygym/SupportDesk-v0 --policy reference --policy random --out runs/eval
   recoverygym eval --env recoverygym/SupportDesk-v0 --policy smollm2 --policy scaffold+smollm2 \\
       --tasks 10 --samples 2 --faults none,all --out runs/eval
+  recoverygym eval --env recoverygym/SupportDesk-v0 --policy best-of-4+smollm2 --temperature 0.7 \\
+      --tasks 5 --samples 1 --threads 1 --out runs/eval
   recoverygym eval --env recoverygym/Spreadsheet-v0 --policy openai:Qwen/Qwen2.5-7B-Instruct \\
       --base-url http://localhost:8000/v1 --out runs/eval
   recoverygym report runs/eval/* --out runs/report
