@@ -147,7 +147,7 @@ def test_report_viewer_and_dataset_from_a_small_run(tmp_path):
 
     report = write_report(folders, tmp_path / "report", command="pytest")
     text = report.read_text()
-    for heading in ("Success by split and fault kind", "Comparison", "pass^k", "Recovery", "Compounding"):
+    for heading in ("Overview", "Success by split and fault kind", "Comparison", "pass^k", "Recovery", "Compounding"):
         assert heading in text
     assert "| reference |" in text and "| do-nothing |" in text
     for png in ("success_by_split_and_fault.png", "pass_k.png", "compounding_error.png", "recovery_by_fault.png"):

@@ -260,11 +260,13 @@ def _rate_cell(episodes: Sequence[dict[str, Any]]) -> str:
 
 def overview_table(runs: Sequence[Run]) -> list[str]:
     """One row per run: success % [95% CI] per env without faults, with faults (every fault setting pooled), and
-    among the episodes in which a fault actually fired (the recovery rate over all kinds)."""
+    among the episodes in which a fault actually fired (the recovery rate over all kinds); then the run's
+    invalid-action rate and generated tokens per episode over all its episodes."""
     envs = _envs(runs)
     header = "| policy | " + " | ".join(
-        f"{_short_env(e)}: no faults | {_short_env(e)}: faults | {_short_env(e)}: a fault fired" for e in envs) + " |"
-    lines = [header, "|---|" + "---|" * (3 * len(envs))]
+        f"{_short_env(e)}: no faults | {_short_env(e)}: faults | {_short_env(e)}: a fault fired" for e in envs
+    ) + " | invalid actions % | tokens / episode |"
+    lines = [header, "|---|" + "---|" * (3 * len(envs)) + "---:|---:|"]
     for run in runs:
         cells = []
         for env in envs:
@@ -272,6 +274,8 @@ def overview_table(runs: Sequence[Run]) -> list[str]:
             cells += [_rate_cell([ep for ep in eps if ep["fault_kind"] == "none"]),
                       _rate_cell([ep for ep in eps if ep["fault_kind"] != "none"]),
                       _rate_cell([ep for ep in eps if ep.get("faults")])]
+        total = summarize_group(run.episodes)
+        cells += [_pct(total["invalid_action_rate"]), _num(total["tokens_per_episode"], 0)]
         lines.append(f"| {run.label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -375,7 +379,8 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
         md += ["Made with:", "", "```", *commands, "```", ""]
     md += ["## Overview", "",
            ("Success % [95% Wilson interval] (episodes) on each environment: without faults; with faults (every "
-            "fault setting pooled); and among the episodes in which at least one fault fired (recovery rate)."), ""]
+            "fault setting pooled); and among the episodes in which at least one fault fired (recovery rate). "
+            "Then invalid actions per turn and generated tokens per episode over all of a run's episodes."), ""]
     md += overview_table(runs) + [""]
     md += ["## Runs", ""]
     for run in runs:
