@@ -1,6 +1,7 @@
 """The evaluation runner end to end on the real environments: determinism, resume, report, viewer, CLI."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -135,6 +136,41 @@ def test_resume_after_interruption_skips_finished_episodes(tmp_path):
         run_eval(ReferencePolicy(), _config([SUPPORT], samples=3), out, progress=False)
 
 
+def test_resume_refuses_an_environment_that_no_longer_gives_the_recorded_tasks(tmp_path):
+    config = _config([SUPPORT], fault_kinds=("none",), batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(_Interrupting(ReferencePolicy(), stop_at=20), config, tmp_path, progress=False)
+    lines = (tmp_path / "episodes.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    record["prompt"] = record["prompt"].replace("Ticket", "Tickets", 1)  # as if task 0 came out differently now
+    (tmp_path / "episodes.jsonl").write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match="another prompt in this process"):
+        run_eval(ReferencePolicy(), config, tmp_path, progress=False)
+    assert (tmp_path / "episodes.jsonl").read_text().splitlines()[0] == json.dumps(record)  # nothing lost
+
+
+_HASH_ORDER_BUG = pytest.mark.xfail(
+    strict=True,
+    reason="envs/support/tasks.py: multi_issue_unseen_combo takes list(r.choice(HELDOUT_PAIRS)) of a frozenset, "
+    "whose order follows PYTHONHASHSEED; sorted(...) fixes it (then drop this marker)",
+)
+
+
+@pytest.mark.parametrize("env_id", [pytest.param(e, marks=_HASH_ORDER_BUG) if e == SUPPORT else e for e in ENV_IDS])
+def test_a_run_in_another_process_plays_the_same_episodes(env_id, tmp_path):
+    """What resuming an interrupted evaluation relies on: task k is the same task in every process."""
+    runs = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / hash_seed
+        argv = ["eval", "--env", env_id, "--policy", "noisy-reference:0.3", "--tasks", "12", "--samples", "1",
+                "--faults", "none", "--out", str(out), "--no-progress"]
+        code = f"import sys; from training.evaluation import cli; sys.exit(cli.main({argv!r}))"
+        subprocess.run([sys.executable, "-c", code], check=True, env=os.environ | {"PYTHONHASHSEED": hash_seed},
+                       capture_output=True)
+        runs.append(_strip(load_episodes(out / "noisy-reference-0.3" / "episodes.jsonl")))
+    assert runs[0] == runs[1]
+
+
 def test_report_viewer_and_dataset_from_a_small_run(tmp_path):
     config = _config(fault_kinds=("none", "all"), fault_rate=0.4)
     folders = []
@@ -147,6 +183,7 @@ def test_report_viewer_and_dataset_from_a_small_run(tmp_path):
 
     report = write_report(folders, tmp_path / "report", command="pytest")
     text = report.read_text()
+    assert "Warning" not in text  # every run saw the same prompt for each task
     for heading in ("Overview", "Success by split and fault kind", "Comparison", "pass^k", "Recovery", "Compounding"):
         assert heading in text
     assert "| reference |" in text and "| do-nothing |" in text
@@ -157,6 +194,11 @@ def test_report_viewer_and_dataset_from_a_small_run(tmp_path):
     assert "class='reason'" in viewer  # failed episodes show the checker's reasons
     episodes = load_episodes(folders[2] / "episodes.jsonl")
     assert all(ep["reasons"] for ep in episodes if not ep["success"])
+
+    episodes = [json.loads(line) for line in (folders[1] / "episodes.jsonl").read_text().splitlines()]
+    episodes[0]["prompt"] += " (another task)"
+    (folders[1] / "episodes.jsonl").write_text("".join(json.dumps(ep) + "\n" for ep in episodes))
+    assert "**Warning**: 1 tasks were seen with different prompts" in write_report(folders, tmp_path / "r2").read_text()
 
     ds = to_dataset(load_episodes(folders[0] / "episodes.jsonl"))
     assert ds.num_rows == 2 * 3 * 2 * len(ENV_IDS)

@@ -18,7 +18,7 @@ from typing import Any
 from training.evaluation.metrics import success_by_required_steps, summarize, summarize_group, wilson_interval
 from training.evaluation.runner import load_episodes
 
-__all__ = ["Run", "load_run", "overview_table", "write_report"]
+__all__ = ["Run", "load_run", "overview_table", "prompt_mismatches", "write_report"]
 
 
 @dataclass
@@ -348,6 +348,17 @@ def _comparison_table(runs: Sequence[Run]) -> list[str]:
     return lines
 
 
+def prompt_mismatches(runs: Sequence[Run]) -> list[tuple]:
+    """The tasks ``(env_id, split, fault_kind, task_seed)`` that two runs saw with different prompts: comparing
+    those runs compares different tasks (an environment that does not reproduce its tasks across processes)."""
+    prompts: dict[tuple, set[str]] = {}
+    for run in runs:
+        for ep in run.episodes:
+            key = (ep["env_id"], ep["split"], ep["fault_kind"], ep["task_seed"])
+            prompts.setdefault(key, set()).add(ep["prompt"])
+    return sorted(key for key, seen in prompts.items() if len(seen) > 1)
+
+
 def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, title: str | None = None,
                  command: str | None = None, labels: Sequence[str] | None = None,
                  viewer_episodes: int = 60, viewer_clip: int = 0) -> Path:
@@ -377,6 +388,12 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     commands = list(dict.fromkeys(run.command for run in runs if run.command)) + ([command] if command else [])
     if commands:
         md += ["Made with:", "", "```", *commands, "```", ""]
+    mismatched = prompt_mismatches(runs)
+    if mismatched:
+        envs = sorted({key[0] for key in mismatched})
+        md += [f"**Warning**: {len(mismatched)} tasks were seen with different prompts by different runs "
+               f"({', '.join(envs)}; first: {mismatched[0]}). Rows of those environments compare different tasks: "
+               "the environment does not reproduce its tasks across processes.", ""]
     md += ["## Overview", "",
            ("Success % [95% Wilson interval] (episodes) on each environment: without faults; with faults (every "
             "fault setting pooled); and among the episodes in which at least one fault fired (recovery rate). "

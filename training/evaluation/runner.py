@@ -32,7 +32,8 @@ import numpy as np
 from training.evaluation.episode import Episode, Policy, Turn
 from training.evaluation.metrics import summarize
 
-__all__ = ["EpisodeKey", "EvalConfig", "load_episodes", "run_eval", "to_dataset", "write_results"]
+__all__ = ["EpisodeKey", "EvalConfig", "check_reproducible", "load_episodes", "run_eval", "to_dataset",
+           "write_results"]
 
 FAULT_CHOICES = ("none", "all")
 
@@ -287,6 +288,36 @@ def _check_resume(out: Path, config_doc: dict[str, Any], overwrite: bool) -> Non
     path.write_text(json.dumps(config_doc, indent=2, sort_keys=True))
 
 
+def check_reproducible(records: Sequence[dict[str, Any]], config: EvalConfig) -> None:
+    """Raise unless the environments, in this process, give every finished task the prompt it was recorded with.
+
+    Resuming and comparing runs both assume that task k of a split is the same task in every process. An
+    environment whose task generator depends on anything but its seed (``PYTHONHASHSEED``-dependent set order, an
+    unseeded RNG) would otherwise mix different tasks into one evaluation without a trace.
+    """
+    first: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        first.setdefault((r["env_id"], r["split"], r["fault_kind"], r["task_seed"]), r)
+    supported = {env_id: _supported_fault_kinds(env_id) for env_id in {k[0] for k in first}}
+    envs: dict[tuple[str, str], Any] = {}
+    try:
+        for (env_id, split, kind, task_seed), r in sorted(first.items(), key=lambda kv: tuple(map(str, kv[0]))):
+            if (env_id, kind) not in envs:
+                envs[env_id, kind] = make_env(env_id, fault_dict(kind, config.fault_rate, supported[env_id]) or {},
+                                              config.max_turns)
+            prompt, _ = envs[env_id, kind].reset(seed=r["seed"], options={"task_seed": task_seed, "split": split})
+            if prompt != r["prompt"]:
+                raise ValueError(
+                    f"{env_id} gives task {task_seed} of the {split} split (faults={kind}) another prompt in this "
+                    "process than the one recorded in episodes.jsonl: its task generator depends on something other "
+                    "than the seed (PYTHONHASHSEED-dependent set or dict order, an unseeded RNG), so resuming would "
+                    "mix different tasks. Fix the environment, or start again with --overwrite"
+                )
+    finally:
+        for env in envs.values():
+            env.close()
+
+
 def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, progress: bool = True,
              overwrite: bool = False, command: str | None = None) -> dict[str, Any]:
     """Evaluate ``policy``, appending finished episodes to ``out_dir/episodes.jsonl``; returns the results dict.
@@ -298,11 +329,14 @@ def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, 
     config_doc = {"eval": config.to_dict(), "policy": policy.config()}
     _check_resume(out, config_doc, overwrite)
     jsonl = out / "episodes.jsonl"
-    done = {EpisodeKey.of(r) for r in load_episodes(jsonl)}
+    finished = load_episodes(jsonl)
+    done = {EpisodeKey.of(r) for r in finished}
     keys, skipped = plan(config)
     todo: Iterator[EpisodeKey] = iter([k for k in keys if k not in done])
     supported = {env_id: _supported_fault_kinds(env_id) for env_id in config.env_ids}
     remaining = len(keys) - len(done & set(keys))
+    if finished and remaining:
+        check_reproducible(finished, config)
 
     from tqdm.auto import tqdm
 
