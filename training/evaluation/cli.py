@@ -162,6 +162,16 @@ def _innermost(policy: Any, attribute: str) -> Any:
     return getattr(policy, attribute, None)
 
 
+def _command_line(subcommand: str, argv: Sequence[str] | None) -> str:
+    """The command as typed, for results and reports; with ``PYTHONHASHSEED`` when it is set, since an environment
+    whose tasks depend on string hashing gives other tasks under another value."""
+    import os
+
+    args = [str(a) for a in (argv if argv is not None else sys.argv[1:])]
+    prefix = f"PYTHONHASHSEED={os.environ['PYTHONHASHSEED']} " if "PYTHONHASHSEED" in os.environ else ""
+    return f"{prefix}recoverygym {subcommand} " + shlex.join(args)
+
+
 def _folder_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_") or "policy"
 
@@ -172,7 +182,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from training.evaluation import runner
 
-    command = "recoverygym eval " + shlex.join([str(a) for a in (argv if argv is not None else sys.argv[1:])])
+    command = _command_line("eval", argv)
     try:
         config = runner.EvalConfig(
             env_ids=tuple(e for item in args.env for e in _csv(item)), splits=tuple(_csv(args.split)),
@@ -248,7 +258,7 @@ def report_main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"got {len(args.label)} --label for {len(args.runs)} runs; give one per run or none")
     from training.evaluation.report import write_report
 
-    command = "recoverygym report " + shlex.join([str(a) for a in (argv if argv is not None else sys.argv[1:])])
+    command = _command_line("report", argv)
     try:
         path = write_report(args.runs, args.out, title=args.title, command=command, labels=args.label,
                             viewer_episodes=args.viewer_episodes, viewer_clip=args.viewer_clip)
