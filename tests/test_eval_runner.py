@@ -149,14 +149,7 @@ def test_resume_refuses_an_environment_that_no_longer_gives_the_recorded_tasks(t
     assert (tmp_path / "episodes.jsonl").read_text().splitlines()[0] == json.dumps(record)  # nothing lost
 
 
-_HASH_ORDER_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="envs/support/tasks.py: multi_issue_unseen_combo takes list(r.choice(HELDOUT_PAIRS)) of a frozenset, "
-    "whose order follows PYTHONHASHSEED; sorted(...) fixes it (then drop this marker)",
-)
-
-
-@pytest.mark.parametrize("env_id", [pytest.param(e, marks=_HASH_ORDER_BUG) if e == SUPPORT else e for e in ENV_IDS])
+@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_a_run_in_another_process_plays_the_same_episodes(env_id, tmp_path):
     """What resuming an interrupted evaluation relies on: task k is the same task in every process."""
     runs = []
