@@ -15,6 +15,7 @@ import sys
 import gymnasium
 import numpy as np
 import pytest
+from gymnasium.envs.registration import load_env_creator
 from gymnasium.utils.env_checker import check_env
 
 import envs
@@ -22,6 +23,13 @@ from envs.core import FAULT_KINDS, FaultConfig
 from envs.policies import DoNothingPolicy, NoisyReferencePolicy, RandomPolicy, ReferencePolicy
 
 IDS = list(envs.ENVIRONMENTS)
+# The fault kinds each environment declares (``ToolEnv.fault_kinds``): a new environment is held to its own.
+KINDS = {i: load_env_creator(gymnasium.spec(i).entry_point).fault_kinds for i in IDS}
+
+
+def all_faults(env_id: str, rate: float, kinds=None) -> FaultConfig:
+    """Every fault kind ``env_id`` supports (of ``kinds``, if given) at ``rate``."""
+    return FaultConfig(**{k: rate for k in KINDS[env_id] if kinds is None or k in kinds})
 
 
 def rollout(env, policy, *, seed: int, task_seed: int, split: str = "train") -> list:
@@ -39,7 +47,7 @@ def rollout(env, policy, *, seed: int, task_seed: int, split: str = "train") -> 
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_gymnasium_check_env(env_id):
-    env = gymnasium.make(env_id, faults=FaultConfig.all(0.2)).unwrapped
+    env = gymnasium.make(env_id, faults=all_faults(env_id, 0.2)).unwrapped
     check_env(env, skip_render_check=False)
 
 
@@ -49,7 +57,7 @@ def test_same_seed_same_trajectory_and_reward(env_id):
         for k in range(5):
             runs = []
             for _ in range(2):
-                env = gymnasium.make(env_id, faults=FaultConfig.all(0.2))
+                env = gymnasium.make(env_id, faults=all_faults(env_id, 0.2))
                 runs.append(rollout(env, policy, seed=100 + k, task_seed=k))
             (steps_a, info_a), (steps_b, info_b) = runs
             assert steps_a == steps_b
@@ -59,7 +67,7 @@ def test_same_seed_same_trajectory_and_reward(env_id):
 @pytest.mark.parametrize("env_id", IDS)
 def test_task_seed_fixes_the_start_state_whatever_the_episode_seed(env_id):
     """Every rollout of a GRPO group starts from one state, seeded mistakes included."""
-    env = gymnasium.make(env_id, faults=FaultConfig(seeded_error=0.5, transient_error=0.5))
+    env = gymnasium.make(env_id, faults=all_faults(env_id, 0.5, kinds=("seeded_error", "transient_error")))
     for k in range(10):
         starts = {env.reset(seed=s, options={"task_seed": k, "split": "heldout"})[0] for s in range(4)}
         assert len(starts) == 1
@@ -72,7 +80,7 @@ def test_task_seed_fixes_the_start_state_whatever_the_episode_seed(env_id):
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_pickled_env_continues_identically(env_id):
-    env = gymnasium.make(env_id, faults=FaultConfig.all(0.3)).unwrapped
+    env = gymnasium.make(env_id, faults=all_faults(env_id, 0.3)).unwrapped
     env.reset(seed=7, options={"task_seed": 7})
     for _ in range(3):
         env.step(env.reference_action())
@@ -90,7 +98,7 @@ def test_pickled_env_continues_identically(env_id):
 @pytest.mark.parametrize("env_id", IDS)
 @pytest.mark.parametrize("split", ["train", "heldout"])
 def test_reference_succeeds_and_floors_score_zero(env_id, split):
-    faulty = gymnasium.make(env_id, faults=FaultConfig.all(0.2))
+    faulty = gymnasium.make(env_id, faults=all_faults(env_id, 0.2))
     plain = gymnasium.make(env_id)
     for k in range(30):
         steps, info = rollout(faulty, ReferencePolicy(), seed=k, task_seed=k, split=split)
@@ -206,8 +214,7 @@ class CheckingReference(ReferencePolicy):
         return call.to_json()
 
 
-@pytest.mark.parametrize("env_id", IDS)
-@pytest.mark.parametrize("kind", FAULT_KINDS)
+@pytest.mark.parametrize(("env_id", "kind"), [(i, k) for i in IDS for k in KINDS[i]])
 def test_each_fault_kind_at_rate_one_fires_and_the_reference_still_succeeds(env_id, kind):
     env = gymnasium.make(env_id, faults=FaultConfig.only(kind, 1.0))
     policy = CheckingReference() if kind == "stale_read" else ReferencePolicy()
@@ -217,6 +224,10 @@ def test_each_fault_kind_at_rate_one_fires_and_the_reference_still_succeeds(env_
         assert info["success"], (k, info["faults"], info["reasons"])
         fired += any(f["kind"] == kind for f in info["faults"])
     assert fired >= 10, f"{kind} fired in {fired} of 20 episodes"
+
+
+def test_shipped_environments_support_every_fault_kind():
+    assert KINDS["recoverygym/SupportDesk-v0"] == KINDS["recoverygym/Spreadsheet-v0"] == FAULT_KINDS
 
 
 def test_envs_imports_without_torch():

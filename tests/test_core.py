@@ -234,3 +234,25 @@ def test_observations_are_ascii_and_bounded():
     text = sanitize("caf\u00e9 \r" + "x" * 20_000)
     assert text.startswith("caf? ?") and len(text) == MAX_OBSERVATION and text.endswith("characters truncated]")
     assert np.all([c.isascii() for c in text])
+
+
+def test_choices_in_a_description_must_come_last():
+    from envs.core.tools import tool_schema
+
+    def pick(self, size: str) -> str:
+        """Pick a size.
+
+        Args:
+            size: The size (choices: ["S", "M"])
+        """
+
+    def misplaced(self, size: str) -> str:
+        """Pick a size.
+
+        Args:
+            size: The size (choices: ["S", "M"]) the customer asked for.
+        """
+
+    assert tool_schema(pick)["function"]["parameters"]["properties"]["size"]["enum"] == ["S", "M"]
+    with pytest.raises(TypeError, match="move it to the end"):
+        tool_schema(misplaced)

@@ -181,6 +181,10 @@ def tool_schema(function: Callable) -> dict[str, Any]:
             raise TypeError(f"tool {name!r}: the docstring's Args: section has no description for {pname!r}")
         desc = arg_docs[pname]
         choices = _CHOICES_RE.search(desc)
+        if not choices and "(choices:" in desc.lower():
+            # get_json_schema reads choices only at the very end: elsewhere they stay prose and no enum is made.
+            raise TypeError(f"tool {name!r}: argument {pname!r} lists '(choices: ...)' before the end of its "
+                            "description; move it to the end, or type the argument as a Literal")
         if choices:
             schema["enum"] = [c.strip() if isinstance(c, str) else c for c in json.loads(choices.group(1))]
             desc = desc[: choices.start()].strip()
