@@ -43,10 +43,10 @@ def test_heldout_holds_out_whole_templates_and_issue_pairs(train, heldout):
     for t in train:
         kinds = {i.kind for i in t.issues}
         assert not kinds & set(HELDOUT_KINDS), t.template
-        assert not any(pair <= kinds for pair in HELDOUT_PAIRS), (t.template, kinds)
+        assert not any(set(pair) <= kinds for pair in HELDOUT_PAIRS), (t.template, kinds)
     for t in heldout:
         kinds = {i.kind for i in t.issues}
-        assert kinds & set(HELDOUT_KINDS) or any(pair <= kinds for pair in HELDOUT_PAIRS), kinds
+        assert kinds & set(HELDOUT_KINDS) or any(set(pair) <= kinds for pair in HELDOUT_PAIRS), kinds
     assert {t.template for t in heldout} == set(TEMPLATES["heldout"])
 
 
