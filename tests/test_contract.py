@@ -8,6 +8,7 @@ reference/do-nothing/random floors.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -23,6 +24,13 @@ from envs.core import FAULT_KINDS, FaultConfig
 from envs.policies import DoNothingPolicy, NoisyReferencePolicy, RandomPolicy, ReferencePolicy
 
 IDS = list(envs.ENVIRONMENTS)
+# Hold environments of your own to the same contract before (or without) registering them here, e.g.
+#   RECOVERYGYM_CONTRACT_ENVS="mylab/Pantry-v0=pantry:PantryEnv" python -m pytest tests/test_contract.py
+for _extra in filter(None, os.environ.get("RECOVERYGYM_CONTRACT_ENVS", "").split(",")):
+    _id, _, _entry_point = _extra.partition("=")
+    if _id not in gymnasium.registry:
+        gymnasium.register(id=_id, entry_point=_entry_point)
+    IDS.append(_id)
 # The fault kinds each environment declares (``ToolEnv.fault_kinds``): a new environment is held to its own.
 KINDS = {i: load_env_creator(gymnasium.spec(i).entry_point).fault_kinds for i in IDS}
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,3 +34,21 @@ def test_paths_named_in_the_docs_exist():
     named = {m for text in docs for m in re.findall(r"`((?:envs|training|configs|scripts|docs|tests)/[\w./-]+)`", text)}
     missing = sorted(p for p in named if "*" not in p and not (ROOT / p.rstrip("/")).exists())
     assert not missing, missing
+
+
+def test_the_guides_example_environment_passes_the_contract_tests(tmp_path):
+    """docs/adding-an-environment.md promises its Pantry example passes check_env and every contract test."""
+    guide = (ROOT / "docs" / "adding-an-environment.md").read_text()
+    module, try_it = re.findall(r"```python\n(.*?)```", guide, re.DOTALL)[:2]
+    (tmp_path / "pantry.py").write_text(module)
+    env = os.environ | {"PYTHONPATH": str(tmp_path), "RECOVERYGYM_CONTRACT_ENVS": "mylab/Pantry-v0=pantry:PantryEnv"}
+    tried = subprocess.run([sys.executable, "-c", try_it], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert tried.returncode == 0, tried.stderr
+    assert tried.stdout.startswith("1.0 "), tried.stdout
+    contract = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_contract.py"), "-q", "-k", "Pantry",
+         "-p", "no:cacheprovider"],
+        env=env, capture_output=True, text=True, cwd=ROOT,
+    )
+    assert contract.returncode == 0, contract.stdout[-3000:]
+    assert re.search(r"(\d+) passed", contract.stdout).group(1) != "0"
