@@ -6,7 +6,7 @@ import gymnasium
 import pytest
 
 import envs  # noqa: F401
-from training.datasets import FINAL_MESSAGE, grpo_dataset, sft_dataset
+from training.datasets import FINAL_MESSAGE, grpo_dataset, select_task_seeds, sft_dataset
 
 ENV_IDS = sorted(k for k in gymnasium.registry if k.startswith("recoverygym/"))
 
@@ -48,3 +48,20 @@ def test_failed_demonstrations_are_dropped_unless_asked(env_id):
     kept = sft_dataset(env_id, list(range(10)), noise=0.3, noisy_share=1.0)
     every = sft_dataset(env_id, list(range(10)), noise=0.3, noisy_share=1.0, only_successful=False)
     assert len(every) == 10 and len(kept) == sum(s == 1.0 for s in every["score"])
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_task_filter_keeps_only_short_tasks_and_counts_kept_ones(env_id):
+    env = gymnasium.make(env_id)
+
+    def steps(k):
+        return env.reset(options={"task_seed": k, "split": "train"})[1]["required_steps"]
+
+    lengths = [steps(k) for k in range(200)]
+    limit = sorted(lengths)[len(lengths) // 3]  # keeps about a third: the filter must skip seeds
+    seeds = select_task_seeds(env_id, start=0, count=10, max_required_steps=limit)
+    assert len(seeds) == 10 and seeds == sorted(set(seeds))
+    assert all(lengths[k] <= limit for k in seeds)
+    assert [k for k in range(seeds[-1] + 1) if lengths[k] <= limit] == seeds, "a short task was skipped"
+    assert seeds != list(range(10))
+    assert select_task_seeds(env_id, start=5, count=3) == [5, 6, 7]

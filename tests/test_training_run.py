@@ -106,8 +106,9 @@ def test_sft_then_grpo_end_to_end(tmp_path):
     """Build a tiny model, warm-start it on demonstrations, then GRPO through the env: the loss must move.
 
     GRPO's loss is zero when every rollout of a group earns the same reward. A model this small cannot solve unseen
-    tickets, so the warm start memorises the two GRPO tasks; sampled rollouts then sometimes follow the
-    demonstration (score 1) and sometimes stray (lower checker score), and that spread gives a non-zero loss.
+    tickets in a test's time, so the warm start memorises the two GRPO tasks (short ones: three tool calls);
+    sampled rollouts then sometimes follow the demonstration (score 1) and sometimes stray (lower checker score),
+    and that spread gives a non-zero loss.
     """
     results = run_training(
         None,
@@ -119,14 +120,15 @@ def test_sft_then_grpo_end_to_end(tmp_path):
             "data.sft_noise=0",
             "data.grpo_tasks=2",
             "data.grpo_task_offset=0",
-            "sft.max_steps=150",
+            "data.max_required_steps=3",
+            "sft.max_steps=80",
             "sft.per_device_train_batch_size=2",
-            "sft.learning_rate=3.0e-3",
+            "sft.learning_rate=5.0e-3",
             "grpo.max_steps=3",
             "grpo.num_generations=8",
             "grpo.per_device_train_batch_size=8",
-            "grpo.max_completion_length=1024",
-            "grpo.temperature=0.7",
+            "grpo.max_completion_length=256",
+            "grpo.temperature=1.0",
             "eval.points=[before, after]",
             "eval.splits=[seen]",
             "eval.tasks=2",

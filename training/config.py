@@ -138,12 +138,19 @@ class DataConfig:
     """Training-split tasks used as GRPO prompts (each rolled out ``grpo.num_generations`` times)."""
     grpo_task_offset: int = 100_000
     """First GRPO task seed, so GRPO sees tasks the demonstrations did not show."""
+    max_required_steps: int | None = None
+    """Keep only training-split tasks the reference solves in at most this many tool calls (without faults); None
+    keeps every task. Applies to demonstrations, GRPO tasks and the ``train``/``seen`` evaluations, never to the
+    held-out split. Task seeds that fail the filter are skipped, so ``sft_tasks`` etc. still count kept tasks."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sft_noise <= 1.0 or not 0.0 <= self.sft_noisy_share <= 1.0:
             raise ConfigError("data.sft_noise and data.sft_noisy_share are probabilities: use values in [0, 1]")
         if self.sft_tasks < 1 or self.grpo_tasks < 1:
             raise ConfigError("data.sft_tasks and data.grpo_tasks must be at least 1")
+        if self.max_required_steps is not None and self.max_required_steps < 1:
+            raise ConfigError(f"data.max_required_steps={self.max_required_steps}: use a positive number, or null "
+                              "for every task")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ __all__ = [
     "message_features",
     "parse_tool_call",
     "prompt_row",
+    "select_task_seeds",
     "sft_dataset",
     "tool_schemas",
 ]
@@ -32,6 +33,32 @@ FINAL_MESSAGE = "Done."
 def tool_schemas(env) -> list[dict[str, Any]]:
     """The environment's tool schemas in the order TRL renders an ``environment_factory``'s tools (by name)."""
     return sorted(env.unwrapped.tool_schemas(), key=lambda schema: schema["function"]["name"])
+
+
+def select_task_seeds(
+    env_id: str, *, split: str = "train", start: int = 0, count: int, max_required_steps: int | None = None
+) -> list[int]:
+    """``count`` task seeds of ``split`` from ``start`` on, skipping tasks whose fault-free reference solution takes
+    more than ``max_required_steps`` tool calls (None: no filter, the seeds ``start .. start + count - 1``).
+
+    The filter reads ``info["required_steps"]`` from ``reset``, which every recoverygym environment reports, so it
+    chooses tasks by length without naming any environment's templates.
+    """
+    if max_required_steps is None:
+        return list(range(start, start + count))
+    env = make_env(env_id)
+    seeds, k = [], start
+    while len(seeds) < count:
+        _, info = env.reset(options={"task_seed": k, "split": split})
+        if info["required_steps"] <= max_required_steps:
+            seeds.append(k)
+        k += 1
+        if k - start > 1000 * count:
+            raise ValueError(f"only {len(seeds)} of {k - start} {split} tasks of {env_id} need at most "
+                             f"{max_required_steps} tool calls, {count} wanted; raise data.max_required_steps or "
+                             "set it to null")
+    env.close()
+    return seeds
 
 
 def prompt_row(task_seed: int, *, split: str, seed: int, faults: Mapping[str, float] | None) -> dict[str, Any]:

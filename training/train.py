@@ -56,9 +56,12 @@ def evaluate_model(model, tokenizer, config: ExperimentConfig, *, split: str = "
 
     cfg = config.eval
     faults = config.env.faults if cfg.faults is None else cfg.faults
-    first = cfg.task_offset if split == "train" else 0
-    seeds = list(range(first, first + cfg.tasks))
     env_split = "heldout" if split == "heldout" else "train"
+    if split == "heldout":  # the environment's held-out split as it is: never filtered
+        seeds = list(range(cfg.tasks))
+    else:
+        first = cfg.task_offset if split == "train" else 0  # "seen": the first SFT tasks again
+        seeds = _task_seeds(config, first, cfg.tasks)
     factory = make_environment_factory(config.env.id, faults=faults, max_turns=config.env.max_turns)
     episodes = []
     for start in range(0, len(seeds), batch_size):
@@ -200,12 +203,21 @@ def _transcripts(config: ExperimentConfig, episodes: int) -> list[str]:
 
     from training.models import tool_chat_template
 
-    data = _sft_data(config, range(episodes), only_successful=False)
+    data = _sft_data(config, _task_seeds(config, 0, episodes), only_successful=False)
     template = tool_chat_template()
     return [
         render_jinja_template([row["messages"]], tools=json.loads(row["tools"]), chat_template=template)[0][0]
         for row in data
     ]
+
+
+def _task_seeds(config: ExperimentConfig, start: int, count: int) -> list[int]:
+    """Training-split task seeds from ``start`` on that pass ``data.max_required_steps``."""
+    from training.datasets import select_task_seeds
+
+    return select_task_seeds(
+        config.env.id, start=start, count=count, max_required_steps=config.data.max_required_steps
+    )
 
 
 def _sft_data(config: ExperimentConfig, task_seeds, *, only_successful: bool = True):
@@ -291,16 +303,15 @@ def build_trainer(stage: str, config: ExperimentConfig, start: str, *, callbacks
         callbacks=[_ProgressLine(stage), *callbacks],
     )
     if stage == "sft":
-        data = _sft_data(config, range(config.data.sft_tasks))
+        data = _sft_data(config, _task_seeds(config, 0, config.data.sft_tasks))
         _log(f"SFT on {len(data)} demonstrations ({config.data.sft_tasks} tasks, failed noisy ones dropped)")
         _check_sft_length(data, tokenizer, args.max_length)
         trainer = trl.SFTTrainer(train_dataset=data, **common)
     elif stage == "grpo":
         from training.datasets import grpo_dataset
 
-        offset = config.data.grpo_task_offset
         data = grpo_dataset(
-            range(offset, offset + config.data.grpo_tasks),
+            _task_seeds(config, config.data.grpo_task_offset, config.data.grpo_tasks),
             split="train",
             faults=config.env.faults,
             seed=config.run.seed,
