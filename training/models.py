@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -62,6 +63,15 @@ ARCHITECTURES = ("qwen2", "llama")
 # Ids, emails, amounts, dates: anything with a digit or an @ (a dot only inside). Kept as their own pre-tokens so an
 # entity tokenizes the same in the prompt and in the tool call that copies it.
 _ENTITY_REGEX = r"(?:[\w@+-]|\.(?=[\w@]))*[\d@](?:[\w@+-]|\.(?=[\w@]))*"
+# Inside an entity, cuts that do not depend on the training text: an email's domain, each dot of its local part
+# (kept with the word after it), and digits in groups of at most three. Without them BPE learns whole ids and
+# emails of the tokenizer's training transcripts as single tokens, and an unseen id splits into unrelated pieces.
+_ENTITY_PARTS = (
+    (r"\.(?=[A-Za-z]+@)", "merged_with_next"),  # before the domain is cut off: the lookahead needs the @
+    (r"@[A-Za-z.]+", "isolated"),
+    (r"\d{1,3}", "isolated"),
+)
+_DIGIT_GROUPS = [f"{n:0{width}d}" for width in (2, 3) for n in range(10**width)]
 
 
 def _train_tokenizer(texts: Iterable[str], vocab_size: int, architecture: str):
@@ -69,14 +79,19 @@ def _train_tokenizer(texts: Iterable[str], vocab_size: int, architecture: str):
 
     ``qwen2``: Qwen2's word-level pre-tokenizer regex (``AutoTokenizer`` rebuilds a qwen2 model's tokenizer with it,
     so anything else would change ids after a reload). ``llama``: lines are pre-split and entities (ids, emails,
-    amounts) isolated; merges cross spaces and punctuation otherwise, so the boilerplate every prompt repeats (tool
-    schemas, policy text) becomes a few long tokens: about 4x shorter sequences on environment transcripts. A llama
-    model's tokenizer is loaded as saved.
+    amounts) isolated and cut into data-independent parts (``_ENTITY_PARTS``), with every group of two or three
+    digits a token when the vocabulary has room; merges cross spaces and punctuation otherwise, so the boilerplate
+    every prompt repeats becomes a few long tokens, and each line of the prompt that most transcripts share (the
+    tool list, the environment's fixed instructions) is a single token (``_fixed_prompt_lines``): about 7x shorter
+    sequences than the qwen2 variant on environment transcripts. A llama model's tokenizer is loaded as saved.
     """
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+    texts = list(texts)
     backend = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     backend.normalizer = normalizers.NFC()
+    min_frequency = 2
+    fixed_lines: list[str] = []
     if architecture == "qwen2":
         from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
@@ -85,22 +100,52 @@ def _train_tokenizer(texts: Iterable[str], vocab_size: int, architecture: str):
         splits = [
             pre_tokenizers.Split("\n", behavior="merged_with_previous"),
             pre_tokenizers.Split(Regex(_ENTITY_REGEX), behavior="isolated", invert=False),
+            *(pre_tokenizers.Split(Regex(rx), behavior=how, invert=False) for rx, how in _ENTITY_PARTS),
         ]
+        fixed_lines = _fixed_prompt_lines(texts)
+        texts = [_remove(text, fixed_lines) for text in texts]  # BPE spends its merges on the text that varies
+        texts += [" ".join(_DIGIT_GROUPS)] * 2  # every digit group a token (if the vocabulary has room)
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [*splits, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
     )
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        min_frequency=2,
+        min_frequency=min_frequency,
         special_tokens=list(_SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         max_token_length=64,
         show_progress=False,
     )
-    backend.train_from_iterator(texts, trainer=trainer)
-    backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in CHATML_TOOL_TOKENS])
+    # Train on the pieces between special and tool tokens: encoding splits those off before pre-tokenizing.
+    marker = re.compile("|".join(re.escape(t) for t in (*_SPECIAL_TOKENS, *CHATML_TOOL_TOKENS)))
+    backend.train_from_iterator((piece for text in texts for piece in marker.split(text) if piece), trainer=trainer)
+    backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in (*CHATML_TOOL_TOKENS, *fixed_lines)])
     return backend
+
+
+def _fixed_prompt_lines(texts: list[str], share: float = 0.5, min_chars: int = 24) -> list[str]:
+    """Whole lines of the prompt (before the first assistant turn) that at least ``share`` of the transcripts contain:
+    the rendered tool list and the environment's fixed instructions. Each becomes one token, so the part of every
+    prompt that never changes costs a few dozen tokens instead of hundreds: shorter sequences, and less context for
+    a small model to look past to find the request. Lines with chat markup are left to BPE."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        prompt = text.split("<|im_start|>assistant", 1)[0]
+        for line in set(prompt.splitlines(keepends=True)):
+            counts[line] = counts.get(line, 0) + 1
+    markup = ("<|", *CHATML_TOOL_TOKENS)
+    return sorted(
+        (line for line, n in counts.items()
+         if n >= share * len(texts) and len(line) >= min_chars and not any(m in line for m in markup)),
+        key=lambda line: (-len(line), line),
+    )
+
+
+def _remove(text: str, lines: list[str]) -> str:
+    for line in lines:
+        text = text.replace(line, "")
+    return text
 
 
 def build_tiny_model(
