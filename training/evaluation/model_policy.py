@@ -23,6 +23,15 @@ _SENTINEL = "RECOVERYGYM-PROMPT-SENTINEL"
 _MIN_PREFIX = 16  # shorter shared prefixes are not worth a cache
 
 
+def _cache_name() -> str:
+    """What ``generate`` and model outputs call the key/value cache in the installed transformers: ``cache`` in
+    versions that renamed it (there ``past_key_values`` still works, with a deprecation warning), else
+    ``past_key_values``."""
+    from transformers.utils import generic
+
+    return "cache" if hasattr(generic, "_rename_kwargs_for_bc") else "past_key_values"
+
+
 class TransformersPolicy:
     """Prompt a chat model with each episode's transcript and tool schemas; one tool call per turn.
 
@@ -93,6 +102,7 @@ class TransformersPolicy:
         self.prefix_cache = prefix_cache
         self._heads: dict[str, list[int]] = {}
         self._prefix_kv: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._cache_name = _cache_name()
         torch.manual_seed(seed)
 
     def config(self) -> dict[str, Any]:
@@ -152,7 +162,8 @@ class TransformersPolicy:
         if key not in self._prefix_kv:
             with torch.inference_mode():
                 ids = torch.tensor([prefix], device=self.model.device)
-                self._prefix_kv[key] = self.model(input_ids=ids, use_cache=True).past_key_values
+                out = self.model(input_ids=ids, use_cache=True)
+                self._prefix_kv[key] = out[self._cache_name]
             while len(self._prefix_kv) > 4:
                 self._prefix_kv.popitem(last=False)
         self._prefix_kv.move_to_end(key)
@@ -184,7 +195,7 @@ class TransformersPolicy:
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if shared:
-            kwargs["past_key_values"] = self._shared_cache(rows[0][:shared], len(rows))
+            kwargs[self._cache_name] = self._shared_cache(rows[0][:shared], len(rows))
         with torch.inference_mode():
             generated = self.model.generate(
                 input_ids=torch.tensor(ids, device=device),
