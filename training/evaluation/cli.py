@@ -51,9 +51,10 @@ def _csv(text: str) -> list[str]:
 def build_eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="recoverygym eval",
-        description="Evaluate policies on recoverygym environments, n samples per task, with and without faults. "
-        "Finished episodes are appended to OUT/<policy>/episodes.jsonl as they finish: re-running the same command "
-        "after an interruption skips them. Metrics go to OUT/<policy>/results.json.",
+        description="Evaluate policies on recoverygym environments, n samples per task, with and without faults.\n"
+        "Finished episodes are appended to OUT/<policy>/episodes.jsonl as they finish: re-running the same\n"
+        "command after an interruption skips them. Metrics go to OUT/<policy>/results.json; turn them into a\n"
+        "report with `recoverygym report OUT/* --out DIR`. Metric definitions: docs/evaluation.md.",
         epilog=POLICY_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -87,9 +88,11 @@ def build_eval_parser() -> argparse.ArgumentParser:
     m.add_argument("--max-batch-size", type=int, default=64, help="most rows per forward pass (default: 64)")
     m.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; on a small shared CPU 1 can be much faster)")
-    o = p.add_argument_group("openai: policies")
-    o.add_argument("--base-url", default="http://localhost:8000/v1", help="endpoint base URL, ending in /v1")
-    o.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    o = p.add_argument_group("OpenAI-compatible endpoints (openai:MODEL)")
+    o.add_argument("--base-url", default="http://localhost:8000/v1",
+                   help="endpoint base URL, ending in /v1 (default: http://localhost:8000/v1)")
+    o.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (default: OPENAI_API_KEY)")
     o.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: 8)")
     return p
 
@@ -234,10 +237,15 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
 def build_report_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="recoverygym report",
-        description="Write a Markdown report with plots (success by split and fault kind, pass^k curves, "
-        "recovery by fault kind, the compounding-error curve, success vs tokens) comparing one or more evaluation "
-        "folders, plus viewer.html, a static page of trajectories with faults and checker reasons highlighted.",
-        epilog="example: recoverygym report runs/eval/reference runs/eval/SmolLM2-135M-Instruct --out runs/report",
+        description="Write OUT/report.md with plots (success by split and fault kind, pass^k curves, recovery by\n"
+        "fault kind, the compounding-error curve, success vs tokens) comparing one or more evaluation folders,\n"
+        "and OUT/viewer.html, a static page of trajectories with faults and checker reasons highlighted.\n"
+        "Metrics are recomputed from each folder's episodes.jsonl, so an unfinished run reports what finished.",
+        epilog="examples:\n"
+        "  recoverygym report runs/eval/* --out runs/report\n"
+        "  recoverygym report runs/eval/reference runs/eval/SmolLM2-135M-Instruct \\\n"
+        "      --label ceiling --label untrained --out runs/report --viewer-episodes 10 --viewer-clip 2000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("runs", nargs="+", type=Path, help="evaluation folders (OUT/<policy> of recoverygym eval)")
     p.add_argument("--out", required=True, type=Path, help="folder for report.md, the PNG plots and viewer.html")
