@@ -171,3 +171,33 @@ def test_task_from_a_users_own_xlsx_files():
     user.state.book.set_cell(lay.sheet, lay.first, col, user.state.book.cell_value(lay.sheet, lay.first, col))
     s, reasons = score(user)
     assert s == 0.0 and "must be a live formula" in reasons[0]
+
+
+def test_a_users_xlsx_task_runs_through_gymnasium_make(tmp_path):
+    import gymnasium
+
+    import envs  # noqa: F401
+    from envs.core import FaultConfig
+    from envs.spreadsheet import task_from_xlsx
+    from envs.spreadsheet.xlsx import to_xlsx
+
+    env = fresh("computed_column", 4)
+    to_xlsx(env.state.book, tmp_path / "start.xlsx")
+    solve(env)
+    to_xlsx(env.state.book, tmp_path / "goal.xlsx")
+    task = task_from_xlsx(tmp_path / "start.xlsx", tmp_path / "goal.xlsx", env.task.message)
+    user = gymnasium.make("recoverygym/Spreadsheet-v0", tasks=[task], faults=FaultConfig(transient_error=0.3))
+    for k in range(3):
+        obs, info = user.reset(seed=k, options={"task_seed": k})
+        assert env.task.message in obs and info["required_steps"] > 1
+        while True:
+            obs, reward, terminated, truncated, info = user.step(user.unwrapped.reference_action())
+            if terminated or truncated:
+                break
+        assert terminated and reward == 1.0, info["reasons"]
+    idle = gymnasium.make("recoverygym/Spreadsheet-v0", tasks=[task])
+    idle.reset(seed=0)
+    _, reward, terminated, _, info = idle.step('{"name": "finish", "arguments": {}}')
+    assert terminated and reward == 0.0 and not info["success"]
+    with pytest.raises(ValueError, match="task_from_xlsx"):
+        gymnasium.make("recoverygym/Spreadsheet-v0", tasks=[])

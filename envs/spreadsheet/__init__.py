@@ -2,8 +2,9 @@
 
 State: a workbook (sheets of values and formulas, evaluated by our own engine, which agrees with LibreOffice; see
 docs/spreadsheet-formulas.md) plus the clean truth of its data table, which a coworker's concurrent edit changes.
-Any episode's workbook can be saved with ``envs.spreadsheet.xlsx.to_xlsx`` and a user's ``.xlsx`` loaded with
-``from_xlsx``.
+Any episode's workbook can be saved with ``envs.spreadsheet.xlsx.to_xlsx``; a user's own pair of ``.xlsx`` files
+(start, goal) becomes a task with ``task_from_xlsx``, played through the ordinary API with
+``gymnasium.make("recoverygym/Spreadsheet-v0", tasks=[task_from_xlsx("start.xlsx", "goal.xlsx", "request")])``.
 
 Tools (14). Read: ``list_sheets``, ``read_range`` (a compact table with row numbers and column letters; formulas as
 ``=formula -> value``), ``find``. Write: ``write_values``, ``set_formula``, ``fill`` (down or right, relative
@@ -32,3 +33,7 @@ seeded-error starts where an earlier edit went one column right or one row down,
 after which a coworker's edit can conflict with its first write), then follows the plan (``plan.py``): a diff from
 the current state, so it repairs all of these and, re-planned after a conflict, redoes nothing already done.
 """
+
+from .templates import task_from_xlsx
+
+__all__ = ["task_from_xlsx"]

@@ -7,14 +7,16 @@ observation; any other exception is a bug in the environment.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from ..core import CheckResult, ToolCall, ToolEnv, ToolError, tool
+from ..core import CheckResult, FaultConfig, ToolCall, ToolEnv, ToolError, tool
 from . import faults
 from .checker import check_task
 from .formulas import (
@@ -88,10 +90,24 @@ class SpreadsheetEnv(ToolEnv):
     state: SheetState
     task: SheetTask
 
+    def __init__(self, faults: FaultConfig | Mapping[str, float] | None = None, max_turns: int | None = None,
+                 render_mode: str | None = None, tasks: Sequence[SheetTask] | None = None):
+        """As ``ToolEnv``, plus ``tasks``: your own tasks (``task_from_xlsx``) instead of generated ones; task
+        ``k`` of either split is then ``tasks[k % len(tasks)]``. E.g.
+        ``gymnasium.make("recoverygym/Spreadsheet-v0", tasks=[task_from_xlsx("in.xlsx", "goal.xlsx", "...")])``.
+        """
+        super().__init__(faults=faults, max_turns=max_turns, render_mode=render_mode)
+        if tasks is not None and (not tasks or not all(isinstance(t, SheetTask) for t in tasks)):
+            raise ValueError("tasks must be a non-empty sequence of SheetTask (see envs.spreadsheet.task_from_xlsx)")
+        self.tasks = tuple(tasks or ())
+
     # -- the core's hooks -----------------------------------------------------------------------------------------
 
     def _generate_task(self, rng: np.random.Generator, split: str, task_seed: int) -> SheetTask:
-        task = generate_task(rng, split, task_seed)
+        if self.tasks:  # a fresh copy: the plan below is stored on the task
+            task = copy.deepcopy(self.tasks[task_seed % len(self.tasks)])
+        else:
+            task = generate_task(rng, split, task_seed)
         saved = getattr(self, "task", None), getattr(self, "state", None)
         self.task, self.state = task, SheetState(task.book.copy(), [dict(r) for r in task.records])
         task.plan = reference_plan(self)  # reused by the first _reference_plan of an untouched episode
