@@ -406,7 +406,8 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
             f"- **{run.label}** (`{run.path.name}`): policy `{json.dumps(run.config.get('policy', {}))}`; "
             f"envs {', '.join(ev.get('env_ids', []))}; splits {', '.join(ev.get('splits', []))}; "
             f"faults {', '.join(ev.get('fault_kinds', []))} at rate {ev.get('fault_rate')}; "
-            f"{ev.get('tasks')} task(s) x {ev.get('samples')} sample(s); max turns {ev.get('max_turns') or 'env default'}; "
+            f"{ev.get('tasks')} task(s) x {ev.get('samples')} sample(s); "
+            f"max turns {ev.get('max_turns') or 'env default'}; "
             f"seed {ev.get('seed')}; {len(run.episodes)} episodes; versions: "
             + ", ".join(f"{k} {v}" for k, v in run.versions.items() if k != "platform")
         )
