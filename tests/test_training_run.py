@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from training.train import run_training
+from training.train import results_table, run_training
 
 ENV_ID = "recoverygym/SupportDesk-v0"
 
@@ -147,3 +147,13 @@ def test_sft_then_grpo_end_to_end(tmp_path):
     assert any(h["loss"] != 0.0 for h in grpo_logs), grpo_logs
     before, after = results["eval"]["before"]["seen"], results["eval"]["after"]["seen"]
     assert before["mean_score"] == 0.0 and after["mean_score"] > 0.0
+
+
+def test_table_says_when_the_task_filter_applied_and_never_on_held_out():
+    row = {"tasks": 4, "success_rate": 0.25, "mean_score": 0.5, "mean_tool_calls": 3.0}
+    results = {"eval": {"after": {"train": row, "heldout": row}}, "config": {"data": {"max_required_steps": 6}}}
+    lines = results_table(results).splitlines()
+    assert lines[2].startswith("after training, unseen train-template tasks (only tasks of <= 6 calls)  4")
+    assert lines[3].startswith("after training, held-out split  ")
+    results["config"]["data"]["max_required_steps"] = None
+    assert "only tasks" not in results_table(results)

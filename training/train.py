@@ -26,7 +26,15 @@ from typing import Any
 
 from training.config import ConfigError, ExperimentConfig, load_config, trl_config
 
-__all__ = ["build_trainer", "evaluate_model", "main", "prepare_base_model", "results_table", "run_training"]
+__all__ = [
+    "build_trainer",
+    "evaluate_model",
+    "main",
+    "prepare_base_model",
+    "results_table",
+    "run_training",
+    "split_label",
+]
 
 POINT_LABELS = {"before": "before training", "after_sft": "after SFT", "after": "after training"}
 SPLIT_LABELS = {
@@ -34,6 +42,14 @@ SPLIT_LABELS = {
     "train": "unseen train-template tasks",
     "seen": "SFT training tasks (seen)",
 }
+
+
+def split_label(split: str, max_required_steps: int | None = None) -> str:
+    """How a table row names an evaluation split; says so when ``data.max_required_steps`` filtered its tasks."""
+    label = SPLIT_LABELS[split]
+    if split != "heldout" and max_required_steps is not None:
+        label += f" (only tasks of <= {max_required_steps} calls)"
+    return label
 
 
 def _log(message: str) -> None:
@@ -398,7 +414,8 @@ def _evaluate_point(point: str, path: str, config: ExperimentConfig, results: di
         if state.device.type != "cpu":
             model = model.to(state.device)
         for split in todo:
-            _log(f"evaluating {POINT_LABELS[point]} on {config.eval.tasks} {SPLIT_LABELS[split]} ...")
+            label = split_label(split, config.data.max_required_steps)
+            _log(f"evaluating {POINT_LABELS[point]} on {config.eval.tasks} {label} ...")
             started = time.perf_counter()
             summary = evaluate_model(model, tokenizer, config, split=split)
             summary["seconds"] = round(time.perf_counter() - started, 1)
@@ -419,11 +436,12 @@ def _write_json(path: Path, data: Any) -> None:
 def results_table(results: dict[str, Any]) -> str:
     """The before/after table printed at the end of a run: one row per evaluation point and split."""
     rows = [("evaluated", "tasks", "success", "mean score", "tool calls/episode")]
+    limit = results.get("config", {}).get("data", {}).get("max_required_steps")
     for point, label in POINT_LABELS.items():
         for split, e in results["eval"].get(point, {}).items():
             rows.append(
                 (
-                    f"{label}, {SPLIT_LABELS[split]}",
+                    f"{label}, {split_label(split, limit)}",
                     str(e["tasks"]),
                     f"{e['success_rate']:.1%}",
                     f"{e['mean_score']:.3f}",
