@@ -6,7 +6,7 @@ import gymnasium
 import pytest
 
 import envs  # noqa: F401
-from training.evaluation.model_policy import TransformersPolicy  # imports torch only when a policy is built
+from training.evaluation.model_policy import TransformersPolicy, policy_name  # torch only when a policy is built
 from training.evaluation.policies import BestOfKPolicy, ScaffoldPolicy
 from training.evaluation.runner import EvalConfig, load_episodes, run_eval
 from training.models import build_tiny_model, load_model_and_tokenizer
@@ -93,3 +93,15 @@ def test_wrappers_run_around_the_model(tiny, tmp_path):
     res = run_eval(scaffold, _config(batch_size=4, tasks=2, samples=1, fault_kinds=("all",), fault_rate=0.5),
                    tmp_path / "scaffold", progress=False)
     assert res["episodes"] == 2
+
+
+@pytest.mark.parametrize(("source", "name"), [
+    ("runs/quickstart/grpo/final", "quickstart-grpo-final"),  # not "final": sft/final and grpo/final would collide
+    ("runs/quickstart/sft/checkpoint-300/", "quickstart-sft-checkpoint-300"),
+    ("runs/quickstart/base-model", "quickstart-base-model"),
+    ("Qwen/Qwen2.5-0.5B-Instruct", "Qwen2.5-0.5B-Instruct"),
+    ("/root/.cache/recoverygym/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct"),
+    ("final", "final"),
+])
+def test_policy_names_tell_checkpoints_apart(source, name):
+    assert policy_name(source) == name

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,22 @@ from typing import Any
 
 from training.evaluation.episode import Action, Episode
 
-__all__ = ["TransformersPolicy"]
+__all__ = ["TransformersPolicy", "policy_name"]
+
+# Folder names that say nothing on their own: a checkpoint is named with the folders above it.
+_GENERIC = re.compile(r"final|checkpoint-\d+|sft|grpo|base-model")
+
+
+def policy_name(source: str) -> str:
+    """A model's policy name: its last path component, with the run and stage for a training checkpoint.
+
+    ``runs/quickstart/grpo/final`` -> ``quickstart-grpo-final``; ``Qwen/Qwen2.5-0.5B-Instruct`` -> its last part.
+    """
+    parts = [p for p in Path(source.rstrip("/")).parts if p not in ("/", ".")]
+    keep = 1
+    while keep < len(parts) and _GENERIC.fullmatch(parts[-keep]):
+        keep += 1
+    return "-".join(parts[-keep:])
 
 STOP = "</tool_call>"
 _SENTINEL = "RECOVERYGYM-PROMPT-SENTINEL"
@@ -95,7 +111,7 @@ class TransformersPolicy:
         self.top_p = top_p
         self.seed = seed
         self.max_batch_size = max_batch_size
-        self.name = name or Path(self.source.rstrip("/")).name
+        self.name = name or policy_name(self.source)
         limit = getattr(model.config, "max_position_embeddings", None) or 32768
         self.max_prompt_tokens = max(16, limit - max_new_tokens)
         self.truncated_prompts = 0
