@@ -2,8 +2,11 @@
 
 An episode is ``reset`` + every step of the reference policy (computing its actions included) + the checker, which
 runs at the end of every episode. Steps/s counts ``env.step`` calls over the same wall time, so it includes resets
-and the policy; "step() only" divides by the time spent inside ``env.step``. ``--read-only`` also measures bare
-read-tool steps (no reset, no policy) for comparison with other suites' read-only figures.
+and the policy; "step() only" divides by the time spent inside ``env.step``. The replay columns play the same
+episodes again from the recorded actions (same seeds, so the same faults fire and the same reward must come out):
+reset + every step + checker with the policy's own work left out, the way other suites replay gold actions.
+``--read-only`` also measures bare read-tool steps (no reset, no policy) for comparison with other suites'
+read-only figures.
 
     python scripts/bench_envs.py                # all environments, faults off and all kinds at 0.2
     python scripts/bench_envs.py --seconds 5 --env recoverygym/SupportDesk-v0
@@ -27,23 +30,34 @@ def bench_episodes(env_id: str, faults: FaultConfig | None, seconds: float, spli
     env = gymnasium.make(env_id, faults=faults, disable_env_checker=True).unwrapped  # the bare env, as TRL uses it
     episodes = steps = successes = 0
     in_step = 0.0
+    played: list[tuple[list[str], float]] = []  # each episode's actions and reward, for the replay
     clock = time.perf_counter
     start = clock()
     while clock() - start < seconds:
         env.reset(seed=episodes, options={"task_seed": episodes, "split": split})
+        actions = []
         while True:
-            action = env.reference_action()
+            actions.append(action := env.reference_action())
             t = clock()
             _, reward, terminated, truncated, _ = env.step(action)
             in_step += clock() - t
             steps += 1
             if terminated or truncated:
                 break
+        played.append((actions, reward))
         successes += reward == 1.0
         episodes += 1
     elapsed = time.perf_counter() - start
+
+    start = clock()
+    for episode, (actions, reward) in enumerate(played):
+        env.reset(seed=episode, options={"task_seed": episode, "split": split})
+        for action in actions:
+            replayed = env.step(action)[1]
+        assert replayed == reward, f"episode {episode} replayed to reward {replayed}, not {reward}: not deterministic"
+    replay = clock() - start
     return {"episodes_per_s": episodes / elapsed, "steps_per_s": steps / elapsed, "step_only_per_s": steps / in_step,
-            "episodes": episodes,
+            "replay_episodes_per_s": episodes / replay, "replay_steps_per_s": steps / replay, "episodes": episodes,
             "steps_per_episode": steps / episodes, "success": successes / episodes}
 
 
@@ -87,15 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the issue asks
     print(f"python {platform.python_version()} on {platform.machine()}, one core, {args.seconds:g} s per row, "
           f"{args.split} split")
-    print(f"{'environment':<30}{'faults':<10}{'episodes/s':>12}{'steps/s':>10}{'step() only':>13}{'steps/ep':>10}"
-          f"{'success':>9}")
+    print(f"{'environment':<30}{'faults':<10}{'episodes/s':>12}{'steps/s':>10}{'step() only':>13}{'replay ep/s':>13}"
+          f"{'replay steps/s':>16}{'steps/ep':>10}{'success':>9}")
     results = []
     for env_id in args.env or list(envs.ENVIRONMENTS):
         for label, faults in (("off", None), ("all 0.2", FaultConfig.all(0.2))):
             r = bench_episodes(env_id, faults, args.seconds, args.split)
             results.append({"env": env_id, "faults": label, **r})
             print(f"{env_id:<30}{label:<10}{r['episodes_per_s']:>12,.0f}{r['steps_per_s']:>10,.0f}"
-                  f"{r['step_only_per_s']:>13,.0f}{r['steps_per_episode']:>10.1f}{r['success']:>9.0%}", flush=True)
+                  f"{r['step_only_per_s']:>13,.0f}{r['replay_episodes_per_s']:>13,.0f}{r['replay_steps_per_s']:>16,.0f}"
+                  f"{r['steps_per_episode']:>10.1f}{r['success']:>9.0%}", flush=True)
         if args.read_only:
             rate = bench_read_only(env_id, args.seconds)
             results.append({"env": env_id, "faults": "read-only steps", "steps_per_s": rate})
