@@ -255,3 +255,23 @@ def test_evaluation_package_imports_without_torch():
             "training.evaluation.viewer, training.evaluation.policies, training.evaluation.openai_policy, "
             "training.evaluation.model_policy; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shared_legend_takes_each_runs_colour_from_a_panel_where_it_has_bars():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    from training.evaluation.report import _legend_outside
+
+    fig, axes = plt.subplots(2, 1, squeeze=False)
+    for (ax,), runs in zip(axes, (("a",), ("a", "b")), strict=True):  # run b has no bars in the first panel
+        for i, label in enumerate(("a", "b")):
+            ax.bar([0.0] if label in runs else [], [1.0] if label in runs else [], label=label, color=f"C{i}")
+    _legend_outside(fig, axes)
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["a", "b"]
+    assert [h.get_facecolor() for h in legend.legend_handles] == [to_rgba("C0"), to_rgba("C1")]
+    plt.close(fig)

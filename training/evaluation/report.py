@@ -96,8 +96,18 @@ def _setting_order(setting: tuple[str, str]) -> tuple:
 
 
 def _legend_outside(fig, axes) -> None:
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    """One legend for every panel: each run once, in the order the panels first show it, with a handle from a panel
+    where it has data (an empty bar group's handle would show the default colour, not the run's)."""
+    handles: dict[str, Any] = {}
+    for ax in (ax for row in axes for ax in row):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in handles or (_empty(handles[label]) and not _empty(handle)):
+                handles[label] = handle
+    fig.legend(list(handles.values()), list(handles), fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+
+
+def _empty(handle: Any) -> bool:
+    return isinstance(handle, tuple) and len(handle) == 0  # a BarContainer with no bars
 
 
 def plot_success(runs: Sequence[Run], path: Path) -> None:
