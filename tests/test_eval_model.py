@@ -79,6 +79,44 @@ def test_shared_prefix_cache_changes_nothing_but_the_work(tiny, tmp_path):
     assert steps == [[s["action"] for s in ep["steps"]] for ep in load_episodes(tmp_path / "plain" / "episodes.jsonl")]
 
 
+def test_episode_cache_changes_nothing_but_the_work(tiny, tmp_path):
+    model, tokenizer = tiny
+    kept = TransformersPolicy(model, tokenizer, max_new_tokens=12)
+    fresh = TransformersPolicy(model, tokenizer, max_new_tokens=12, episode_cache=False)
+    config = _config(batch_size=4, max_turns=5, fault_kinds=("none", "all"), fault_rate=0.5)
+    run_eval(kept, config, tmp_path / "kept", progress=False)
+    run_eval(fresh, config, tmp_path / "fresh", progress=False)
+    steps = [[s["action"] for s in ep["steps"]] for ep in load_episodes(tmp_path / "kept" / "episodes.jsonl")]
+    assert steps == [[s["action"] for s in ep["steps"]] for ep in load_episodes(tmp_path / "fresh" / "episodes.jsonl")]
+    assert sum(kept.prompt_tokens) == sum(fresh.prompt_tokens)  # the same prompts ...
+    assert kept.prompt_tokens[0] < fresh.prompt_tokens[0] / 2  # ... most of them no longer recomputed
+
+
+def test_kept_episode_cache_equals_a_fresh_forward_pass_over_its_ids(tiny):
+    model, tokenizer = tiny
+    policy = TransformersPolicy(model, tokenizer, max_new_tokens=8)
+    env = gymnasium.make(SUPPORT)
+    prompt, info = env.reset(seed=0, options={"task_seed": 0})
+    head = tokenizer(tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tools=info["tools"],
+                                                   tokenize=False), add_special_tokens=False)["input_ids"][:-8]
+    rows = [policy._encode(policy.tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tools=info["tools"], add_generation_prompt=True, tokenize=False))
+        for text in (prompt, prompt[:300], "a short one")]  # different lengths, so the rows are padded
+    scratches = [{}, {}, {}]  # what each episode carries between turns
+    policy._generate(rows, head, scratches)
+    policy._generate([r + [5, 6, 7] for r in rows], head, scratches)  # a second turn reuses the first
+    for row, scratch in zip(rows, scratches, strict=True):
+        kept = scratch["transformers_kv"]
+        assert kept.ids[: len(row) + 3] == row + [5, 6, 7]  # the second prompt, then what was generated from it
+        with torch.inference_mode():
+            out = model(input_ids=torch.tensor([kept.ids]), use_cache=True)
+        fresh = [(layer.keys, layer.values) for layer in out[policy._cache_name].layers]
+        for (k, v), (k2, v2) in zip(kept.layers, fresh, strict=True):
+            assert k.shape == k2.shape
+            torch.testing.assert_close(k, k2, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(v, v2, atol=1e-4, rtol=1e-4)
+
+
 def test_wrappers_run_around_the_model(tiny, tmp_path):
     model, tokenizer = tiny
     sampled = TransformersPolicy(model, tokenizer, max_new_tokens=6, temperature=1.0, seed=0)

@@ -86,6 +86,9 @@ def build_eval_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: where from_pretrained puts it)")
     m.add_argument("--dtype", default=None, help="float32, bfloat16, auto (default: float32 on CPU)")
     m.add_argument("--max-batch-size", type=int, default=64, help="most rows per forward pass (default: 64)")
+    m.add_argument("--no-episode-cache", dest="episode_cache", action="store_false",
+                   help="recompute each episode's whole transcript every turn instead of keeping its key/value "
+                        "cache between turns (saves memory: one cache per episode in flight)")
     m.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; on a small shared CPU 1 can be much faster)")
     o = p.add_argument_group("OpenAI-compatible endpoints (openai:MODEL)")
@@ -143,7 +146,8 @@ def make_policy(spec: str, args: Any, cache: dict[str, Any] | None = None):
                 source, label = smollm2_path(), "SmolLM2-135M-Instruct"
             cache[spec] = TransformersPolicy(
                 source, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                seed=args.seed, max_batch_size=args.max_batch_size, dtype=args.dtype, device=args.device, name=label)
+                seed=args.seed, max_batch_size=args.max_batch_size, dtype=args.dtype, device=args.device, name=label,
+                episode_cache=getattr(args, "episode_cache", True))
         return cache[spec]
     if name == "openai" and arg:
         from training.evaluation.openai_policy import OpenAIChatPolicy

@@ -6,12 +6,12 @@ load them.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,11 @@ def policy_name(source: str) -> str:
         keep += 1
     return "-".join(parts[-keep:])
 
+
 STOP = "</tool_call>"
 _SENTINEL = "RECOVERYGYM-PROMPT-SENTINEL"
 _MIN_PREFIX = 16  # shorter shared prefixes are not worth a cache
+_KV = "transformers_kv"  # the key of an episode's kept key/value cache in ``Episode.scratch``
 
 
 def _cache_name() -> str:
@@ -58,8 +60,13 @@ class TransformersPolicy:
 
     Every prompt of one environment starts with the same system block (the chat template's tool schemas, about
     2,000 of SmolLM2's 2,600 first-turn tokens). With ``prefix_cache`` that block's key/value cache is computed
-    once and shared by every row and every turn: rows are laid out ``[shared prefix][padding][rest]`` with the
-    padding masked, so positions and outputs equal those of unpadded, uncached generation.
+    once and shared by every row and every turn. And an episode's next prompt is its last prompt plus the action
+    and the observation: with ``episode_cache`` each episode keeps the key/value cache of its last prompt and
+    action, so a turn computes only the tokens that are new (without it every turn re-reads the whole transcript,
+    and cost grows with the square of its length). A row reuses the longest prefix of its token ids that either
+    cache holds (checked token by token, so a re-rendered action that tokenizes differently is simply recomputed
+    from there) and rows are laid out ``[padding][cached prefix][padding][new tokens]`` with the padding masked, so
+    positions and outputs equal those of unpadded, uncached generation.
 
     Args:
         model: A path or hub name (loaded with ``training.models.load_model_and_tokenizer``) or a loaded model.
@@ -72,6 +79,9 @@ class TransformersPolicy:
         dtype, device: Passed to the loader.
         name: Label in results; defaults to the folder or hub name.
         prefix_cache: Reuse the key/value cache of the tool-schema prefix (see above); False recomputes it.
+        episode_cache: Keep each in-flight episode's key/value cache between turns (see above; memory: one cache
+            per episode in flight, e.g. ~46 KB per token for SmolLM2-135M in float32). Used only with a model
+            whose cache layers are plain full-attention layers; others recompute.
     """
 
     def __init__(
@@ -88,6 +98,7 @@ class TransformersPolicy:
         device: Any = None,
         name: str | None = None,
         prefix_cache: bool = True,
+        episode_cache: bool = True,
     ):
         import torch
 
@@ -115,9 +126,12 @@ class TransformersPolicy:
         limit = getattr(model.config, "max_position_embeddings", None) or 32768
         self.max_prompt_tokens = max(16, limit - max_new_tokens)
         self.truncated_prompts = 0
+        self.prompt_tokens = [0, 0]  # prompt tokens [computed, reused from a cache], over all calls
         self.prefix_cache = prefix_cache
+        self.episode_cache = episode_cache
         self._heads: dict[str, list[int]] = {}
-        self._prefix_kv: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._prefix_kv: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()
+        self._plain_layers: bool | None = None  # whether the model's cache layers can be sliced and joined
         self._cache_name = _cache_name()
         torch.manual_seed(seed)
 
@@ -132,6 +146,7 @@ class TransformersPolicy:
             "max_batch_size": self.max_batch_size,
             "dtype": str(self.model.dtype),
             "prefix_cache": self.prefix_cache,
+            "episode_cache": self.episode_cache,
         }
 
     def render(self, episode: Episode) -> str:
@@ -150,7 +165,8 @@ class TransformersPolicy:
             head = self._head(key, episodes[members[0]].tools) if self.prefix_cache else []
             for start in range(0, len(members), self.max_batch_size):
                 chunk = members[start : start + self.max_batch_size]
-                for i, action in zip(chunk, self._generate([rows[i] for i in chunk], head), strict=True):
+                actions = self._generate([rows[i] for i in chunk], head, [episodes[i].scratch for i in chunk])
+                for i, action in zip(chunk, actions, strict=True):
                     out[i] = action
         return out  # type: ignore[return-value]
 
@@ -170,39 +186,55 @@ class TransformersPolicy:
             self._heads[tools_key] = self.tokenizer(head, add_special_tokens=False)["input_ids"]
         return self._heads[tools_key]
 
-    def _shared_cache(self, prefix: list[int], batch: int):
-        """A fresh copy of the key/value cache of ``prefix``, repeated for ``batch`` rows (computed once)."""
+    def _head_prefix(self, head: list[int]) -> _Prefix | None:
+        """The key/value cache of the tool-schema prefix ``head`` (computed once, a few kept)."""
         import torch
 
-        key = tuple(prefix)
+        key = tuple(head)
         if key not in self._prefix_kv:
             with torch.inference_mode():
-                ids = torch.tensor([prefix], device=self.model.device)
-                out = self.model(input_ids=ids, use_cache=True)
-                self._prefix_kv[key] = out[self._cache_name]
+                out = self.model(input_ids=torch.tensor([head], device=self.model.device), use_cache=True)
+            cache = out[self._cache_name]
+            self._plain_layers = _plain(cache)
+            if not self._plain_layers:
+                return None
+            self._prefix_kv[key] = _Prefix(list(head), _layers(cache))
             while len(self._prefix_kv) > 4:
                 self._prefix_kv.popitem(last=False)
         self._prefix_kv.move_to_end(key)
-        cache = copy.deepcopy(self._prefix_kv[key])  # generate() extends the cache it is given
-        if batch > 1:
-            cache.batch_repeat_interleave(batch)
-        return cache
+        return self._prefix_kv[key]
 
-    def _generate(self, rows: list[list[int]], head: list[int]) -> list[Action]:
+    def _known_prefix(self, row: list[int], head: list[int], scratch: dict) -> tuple[int, _Prefix | None]:
+        """The longest prefix of ``row`` whose key/value cache is held: the episode's own, or the shared head's."""
+        best, source = 0, None
+        if self._plain_layers is not False:
+            candidates = [scratch.get(_KV)] if self.episode_cache else []
+            if head and _common_prefix(head, row) >= _MIN_PREFIX:
+                candidates.append(self._head_prefix(head))
+            for prefix in filter(None, candidates):
+                n = min(_common_prefix(prefix.ids, row), len(row) - 1)  # each row needs a token of its own
+                if n > best:
+                    best, source = n, prefix
+        return (best, source) if best >= _MIN_PREFIX else (0, None)
+
+    def _generate(self, rows: list[list[int]], head: list[int], scratches: list[dict]) -> list[Action]:
+        """One turn for ``rows`` (token ids); each row's key/value cache is read from and kept in its episode's
+        ``scratch``, so it lives and ends with the episode."""
         import torch
 
         tok = self.tokenizer
-        shared = min((_common_prefix(head, r) for r in rows), default=0)
-        shared = min(shared, min(len(r) for r in rows) - 1)  # every row needs a token of its own to generate from
-        if shared < _MIN_PREFIX:
-            shared = 0
         pad = tok.pad_token_id
-        width = max(len(r) - shared for r in rows)
+        known = [self._known_prefix(r, head, kept) for r, kept in zip(rows, scratches, strict=True)]
+        reused = sum(n for n, _ in known)
+        self.prompt_tokens[0] += sum(map(len, rows)) - reused
+        self.prompt_tokens[1] += reused
+        cached = max(n for n, _ in known)
+        width = max(len(r) - n for r, (n, _) in zip(rows, known, strict=True))
         ids, mask = [], []
-        for r in rows:  # [shared prefix][padding][rest]; with no shared prefix this is plain left padding
-            n = width - (len(r) - shared)
-            ids.append(r[:shared] + [pad] * n + r[shared:])
-            mask.append([1] * shared + [0] * n + [1] * (len(r) - shared))
+        for r, (n, _) in zip(rows, known, strict=True):  # [padding][cached prefix][padding][new tokens]
+            gap = width - (len(r) - n)
+            ids.append([pad] * (cached - n) + r[:n] + [pad] * gap + r[n:])
+            mask.append([0] * (cached - n) + [1] * n + [0] * gap + [1] * (len(r) - n))
         device = self.model.device
         sampling = self.temperature > 0
         kwargs: dict[str, Any] = {"do_sample": sampling}
@@ -210,8 +242,9 @@ class TransformersPolicy:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if shared:
-            kwargs[self._cache_name] = self._shared_cache(rows[0][:shared], len(rows))
+        keep = self.episode_cache and self._plain_layers is not False
+        if cached or keep:
+            kwargs[self._cache_name] = _join(known, cached) if cached else _empty_cache(self.model.config)
         with torch.inference_mode():
             generated = self.model.generate(
                 input_ids=torch.tensor(ids, device=device),
@@ -223,8 +256,24 @@ class TransformersPolicy:
                 eos_token_id=tok.eos_token_id,
                 **kwargs,
             )
-        new = generated[:, shared + width :].tolist()
-        return [self._decode(ids) for ids in new]
+        new = generated[:, cached + width :].tolist()
+        actions = [self._decode(ids) for ids in new]
+        if keep:
+            cache = kwargs[self._cache_name]
+            if self._plain_layers is None:
+                self._plain_layers = _plain(cache)
+            if self._plain_layers:
+                layers = _layers(cache)
+                fed = len(new[0]) - 1 if new else 0  # the last generated token was never fed back
+                for i, (r, (n, _), action) in enumerate(zip(rows, known, actions, strict=True)):
+                    k = min(action.tokens, fed)
+                    where = [*range(cached - n, cached), *range(cached + width - (len(r) - n), cached + width),
+                             *range(cached + width, cached + width + k)]
+                    index = torch.tensor(where, device=device)
+                    scratches[i][_KV] = _Prefix(
+                        r + new[i][:k], [(kv[0][i : i + 1].index_select(2, index),
+                                          kv[1][i : i + 1].index_select(2, index)) for kv in layers])
+        return actions
 
     def _decode(self, ids: list[int]) -> Action:
         tok = self.tokenizer
@@ -246,3 +295,45 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
         if a[i] != b[i]:
             return i
     return n
+
+
+@dataclass
+class _Prefix:
+    """Token ids and, per layer, their key and value tensors (batch 1, heads, len(ids), head dim)."""
+
+    ids: list[int]
+    layers: list[tuple[Any, Any]]
+
+
+def _layers(cache) -> list[tuple[Any, Any]]:
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _plain(cache) -> bool:
+    """Whether every layer of ``cache`` is a plain full-attention ``DynamicLayer`` (sliced and joined safely)."""
+    from transformers.cache_utils import DynamicLayer
+
+    return bool(getattr(cache, "layers", None)) and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def _empty_cache(config):
+    from transformers import DynamicCache
+
+    return DynamicCache(config=config)  # the model's own layer types, so that _plain can tell
+
+
+def _join(known: list[tuple[int, _Prefix | None]], width: int):
+    """A batch cache of ``width`` positions: row i holds its known prefix right-aligned after zero padding."""
+    from transformers import DynamicCache
+
+    some = next(p for _, p in known if p is not None)
+    layers = []
+    for layer, (k0, v0) in enumerate(some.layers):
+        keys = k0.new_zeros((len(known), k0.shape[1], width, k0.shape[3]))
+        values = v0.new_zeros((len(known), v0.shape[1], width, v0.shape[3]))
+        for i, (n, prefix) in enumerate(known):
+            if n:
+                keys[i, :, width - n :] = prefix.layers[layer][0][0, :, :n]
+                values[i, :, width - n :] = prefix.layers[layer][1][0, :, :n]
+        layers.append((keys, values))
+    return DynamicCache(ddp_cache_data=layers)
