@@ -1,13 +1,16 @@
 """Benchmark: batched generation across episodes vs one episode at a time, same model, same tasks.
 
     python scripts/bench_eval.py --model tiny --episodes 32 --batch-size 16
+    python scripts/bench_eval.py --model tiny --episodes 16 --batch-size 8 --max-turns 8 --episode-cache --uncached
     python scripts/bench_eval.py --model smollm2 --episodes 8 --batch-size 8 --max-turns 3 --threads 2 --uncached
 
-Both runs use greedy decoding on the same episode keys, so they play the same games; the script prints wall time,
-episodes/s, generated tokens/s, how many episodes had identical transcripts in both runs, and the speed-up ratio.
-``--uncached`` adds a third run, one episode at a time without the shared tool-schema prefix cache (what a plain
-``generate`` loop does). Timings exclude model loading. Threads are pinned (``--threads``) because on a small shared
-CPU torch's default thread count can make either side much slower for reasons unrelated to batching.
+All runs use greedy decoding on the same episode keys, so they play the same games; the script prints wall time,
+episodes/s, generated tokens/s, prompt tokens computed and reused from a cache, how many episodes had identical
+transcripts to the batched run, and the speed-up ratios. ``--uncached`` adds a run one episode at a time without
+the shared tool-schema prefix cache or the per-episode cache (what a plain ``generate`` loop does);
+``--episode-cache`` adds a batched run without the per-episode cache, to measure what keeping each episode's
+key/value cache between turns saves. Timings exclude model loading. Threads are pinned (``--threads``) because on a
+small shared CPU torch's default thread count can make either side much slower for reasons unrelated to batching.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both runs (default: 1)")
     parser.add_argument("--uncached", action="store_true",
                         help="add a sequential run without the shared-prefix cache (the naive baseline)")
+    parser.add_argument("--episode-cache", action="store_true",
+                        help="add a batched run without the per-episode key/value cache (recomputes every prompt)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
@@ -76,18 +81,25 @@ def main(argv: list[str] | None = None) -> int:
         policy = TransformersPolicy(source, max_new_tokens=args.max_new_tokens, max_batch_size=args.batch_size)
         _run(policy, args.env, 2, 2, 1, tmp / "warmup")  # first-call overheads out of the timings
         runs = [("batched", args.batch_size, policy), ("sequential", 1, policy)]
+        if args.episode_cache:
+            fresh = TransformersPolicy(policy.model, policy.tokenizer, max_new_tokens=args.max_new_tokens,
+                                       max_batch_size=args.batch_size, episode_cache=False)
+            runs.append(("batched, no episode cache", args.batch_size, fresh))
         if args.uncached:
             plain = TransformersPolicy(policy.model, policy.tokenizer, max_new_tokens=args.max_new_tokens,
-                                       prefix_cache=False)
-            runs.append(("sequential, no prefix cache", 1, plain))
+                                       prefix_cache=False, episode_cache=False)
+            runs.append(("sequential, no caches", 1, plain))
         rows = {}
         for label, bs, pol in runs:
             pol._prefix_kv.clear()  # each run pays for computing the shared prefix once
+            pol.prompt_tokens = [0, 0]
             wall, eps = _run(pol, args.env, args.episodes, bs, args.max_turns, tmp / label.replace(" ", "_"))
             tokens = sum(e["generated_tokens"] for e in eps)
-            rows[label] = {"batch_size": bs, "prefix_cache": pol.prefix_cache, "wall_s": wall, "episodes": len(eps),
-                           "turns": sum(e["turns"] for e in eps), "tokens": tokens, "episodes_per_s": len(eps) / wall,
-                           "tokens_per_s": tokens / wall, "steps": [e["steps"] for e in eps]}
+            rows[label] = {"batch_size": bs, "prefix_cache": pol.prefix_cache, "episode_cache": pol.episode_cache,
+                           "wall_s": wall, "episodes": len(eps), "turns": sum(e["turns"] for e in eps),
+                           "tokens": tokens, "episodes_per_s": len(eps) / wall, "tokens_per_s": tokens / wall,
+                           "prompt_tokens_computed": pol.prompt_tokens[0], "prompt_tokens_reused": pol.prompt_tokens[1],
+                           "steps": [e["steps"] for e in eps]}
     transcripts = {label: [[(s["action"], s["observation"]) for s in steps] for steps in r.pop("steps")]
                    for label, r in rows.items()}
     same = {label: sum(a == b for a, b in zip(transcripts["batched"], t, strict=True))
@@ -96,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.max_new_tokens} new tokens/turn · torch {torch.__version__} · {args.threads} thread(s)")
     for label, r in rows.items():
         print(f"  {label:>28} (batch {r['batch_size']:>3}): {r['wall_s']:7.2f} s  {r['episodes_per_s']:6.3f} ep/s  "
-              f"{r['tokens_per_s']:8.1f} tok/s  ({r['turns']} turns, {r['tokens']} tokens)")
+              f"{r['tokens_per_s']:8.1f} tok/s  ({r['turns']} turns, {r['tokens']} tokens; prompt tokens computed "
+              f"{r['prompt_tokens_computed']:,}, reused {r['prompt_tokens_reused']:,})")
     for label, n in same.items():
         print(f"  transcripts identical to batched: {label}: {n}/{args.episodes}")
     ratios = {label: r["wall_s"] / rows["batched"]["wall_s"] for label, r in rows.items() if label != "batched"}
