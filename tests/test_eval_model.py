@@ -92,6 +92,22 @@ def test_episode_cache_changes_nothing_but_the_work(tiny, tmp_path):
     assert kept.prompt_tokens[0] < fresh.prompt_tokens[0] / 2  # ... most of them no longer recomputed
 
 
+def test_a_model_whose_cache_cannot_be_sliced_recomputes_everything(tiny, tmp_path, monkeypatch):
+    import training.evaluation.model_policy as model_policy
+
+    model, tokenizer = tiny
+    config = _config(batch_size=4, max_turns=3)
+    reference = TransformersPolicy(model, tokenizer, max_new_tokens=12)
+    run_eval(reference, config, tmp_path / "reference", progress=False)
+    monkeypatch.setattr(model_policy, "_plain", lambda cache: False)  # as for sliding-window cache layers
+    fallback = TransformersPolicy(model, tokenizer, max_new_tokens=12)
+    run_eval(fallback, config, tmp_path / "fallback", progress=False)
+    assert fallback.prompt_tokens[1] == 0 and fallback.prompt_tokens[0] == sum(reference.prompt_tokens)
+    steps = [[s["action"] for s in ep["steps"]] for ep in load_episodes(tmp_path / "fallback" / "episodes.jsonl")]
+    assert steps == [[s["action"] for s in ep["steps"]]
+                     for ep in load_episodes(tmp_path / "reference" / "episodes.jsonl")]
+
+
 def test_kept_episode_cache_equals_a_fresh_forward_pass_over_its_ids(tiny):
     model, tokenizer = tiny
     policy = TransformersPolicy(model, tokenizer, max_new_tokens=8)
