@@ -74,8 +74,9 @@ def interrupt_and_resume(run_dir: Path, overrides: list[str], at_step: int) -> t
     return results, recorder.steps
 
 
-def test_resumed_sft_continues_from_the_saved_step_and_loses_nothing(tmp_path):
-    sft_only = ["run.stages=[sft]", "eval.points=[]", "sft.max_steps=6", "sft.save_steps=2"]
+@pytest.mark.parametrize("lora", [[], ["model.lora={r: 4, alpha: 8}"]], ids=["full", "lora"])
+def test_resumed_sft_continues_from_the_saved_step_and_loses_nothing(tmp_path, lora):
+    sft_only = ["run.stages=[sft]", "eval.points=[]", "sft.max_steps=6", "sft.save_steps=2", *lora]
     straight = tmp_path / "straight"
     run_training(None, overrides=tiny_run(straight, *sft_only))
 
@@ -157,3 +158,19 @@ def test_table_says_when_the_task_filter_applied_and_never_on_held_out():
     assert lines[3].startswith("after training, held-out split  ")
     results["config"]["data"]["max_required_steps"] = None
     assert "only tasks" not in results_table(results)
+
+
+def test_lora_trains_adapters_and_leaves_plain_merged_checkpoints(tmp_path):
+    run_training(None, overrides=tiny_run(tmp_path, "model.lora={r: 4, alpha: 8}", "sft.max_steps=2",
+                                          "sft.learning_rate=1.0e-2", "grpo.max_steps=2", "eval.points=[after]"))
+    for stage in ("sft", "grpo"):
+        checkpoint = tmp_path / stage / "checkpoint-2"
+        assert (checkpoint / "adapter_model.safetensors").is_file(), "the trainer did not train LoRA adapters"
+        assert not (checkpoint / "model.safetensors").exists()
+        final = tmp_path / stage / "final"
+        assert (final / "model.safetensors").is_file() and not (final / "adapter_config.json").exists()
+    base = load_file(tmp_path / "base-model" / "model.safetensors")
+    tuned = load_file(tmp_path / "sft" / "final" / "model.safetensors")
+    assert base.keys() == tuned.keys()  # merged back into the base architecture, no lora_ weights left
+    changed = {k for k in base if not torch.equal(base[k], tuned[k])}
+    assert changed and all("proj" in k for k in changed), changed  # only the adapted linear layers moved
