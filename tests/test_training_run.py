@@ -174,3 +174,27 @@ def test_lora_trains_adapters_and_leaves_plain_merged_checkpoints(tmp_path):
     assert base.keys() == tuned.keys()  # merged back into the base architecture, no lora_ weights left
     changed = {k for k in base if not torch.equal(base[k], tuned[k])}
     assert changed and all("proj" in k for k in changed), changed  # only the adapted linear layers moved
+
+
+def test_two_processes_train_together_and_only_the_main_one_builds_evaluates_and_writes(tmp_path):
+    """The multi-GPU code path (DDP, main-process-only steps, barriers) on two CPU processes: torchrun is what
+    ``accelerate launch`` runs for several GPUs; ``ACCELERATE_USE_CPU`` makes accelerate use gloo on the CPU."""
+    import os
+    import subprocess
+    import sys
+
+    overrides = tiny_run(tmp_path, "eval.points=[before, after]", "sft.max_steps=2",
+                         "sft.per_device_train_batch_size=2", "grpo.max_steps=2",
+                         "grpo.per_device_train_batch_size=2")  # x 2 processes = one group of 4
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "training.train", "configs/quickstart.yaml", *[a for o in overrides for a in ("--set", o)]]
+    env = os.environ | {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # With one process GRPOConfig would refuse the config: 2 rollouts per device cannot hold a group of 4.
+    assert done.stdout.count("building a tiny llama model") == 1
+    assert done.stdout.count("sft step 2/2") == 1 and done.stdout.count("grpo step 2/2") == 1
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["eval"]) == {"before", "after"} and results["final_model"].endswith("grpo/final")
+    assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -53,7 +54,9 @@ def split_label(split: str, max_required_steps: int | None = None) -> str:
 
 
 def _log(message: str) -> None:
-    print(f"[recoverygym {time.strftime('%H:%M:%S')}] {message}", flush=True)
+    """A progress line, from the main process only (``RANK`` is set by ``accelerate launch`` and torchrun)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"[recoverygym {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
