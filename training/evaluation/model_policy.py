@@ -265,6 +265,7 @@ class TransformersPolicy:
             if self._plain_layers:
                 layers = _layers(cache)
                 fed = len(new[0]) - 1 if new else 0  # the last generated token was never fed back
+                fed = min(fed, layers[0][0].shape[2] - cached - width)  # whatever generate() chose to feed
                 for i, (r, (n, _), action) in enumerate(zip(rows, known, actions, strict=True)):
                     k = min(action.tokens, fed)
                     where = [*range(cached - n, cached), *range(cached + width - (len(r) - n), cached + width),
