@@ -190,6 +190,8 @@ class TransformersPolicy:
         """The key/value cache of the tool-schema prefix ``head`` (computed once, a few kept)."""
         import torch
 
+        if self._plain_layers is False:  # a cache that cannot be sliced: nothing to reuse, nothing to compute
+            return None
         key = tuple(head)
         if key not in self._prefix_kv:
             with torch.inference_mode():
@@ -204,13 +206,11 @@ class TransformersPolicy:
         self._prefix_kv.move_to_end(key)
         return self._prefix_kv[key]
 
-    def _known_prefix(self, row: list[int], head: list[int], scratch: dict) -> tuple[int, _Prefix | None]:
+    def _known_prefix(self, row: list[int], shared: _Prefix | None, scratch: dict) -> tuple[int, _Prefix | None]:
         """The longest prefix of ``row`` whose key/value cache is held: the episode's own, or the shared head's."""
         best, source = 0, None
         if self._plain_layers is not False:
-            candidates = [scratch.get(_KV)] if self.episode_cache else []
-            if head and _common_prefix(head, row) >= _MIN_PREFIX:
-                candidates.append(self._head_prefix(head))
+            candidates = [scratch.get(_KV) if self.episode_cache else None, shared]
             for prefix in filter(None, candidates):
                 n = min(_common_prefix(prefix.ids, row), len(row) - 1)  # each row needs a token of its own
                 if n > best:
@@ -224,7 +224,8 @@ class TransformersPolicy:
 
         tok = self.tokenizer
         pad = tok.pad_token_id
-        known = [self._known_prefix(r, head, kept) for r, kept in zip(rows, scratches, strict=True)]
+        shared = self._head_prefix(head) if len(head) >= _MIN_PREFIX else None  # once per call, not per row
+        known = [self._known_prefix(r, shared, kept) for r, kept in zip(rows, scratches, strict=True)]
         reused = sum(n for n, _ in known)
         self.prompt_tokens[0] += sum(map(len, rows)) - reused
         self.prompt_tokens[1] += reused
