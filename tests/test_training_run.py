@@ -198,3 +198,30 @@ def test_two_processes_train_together_and_only_the_main_one_builds_evaluates_and
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["eval"]) == {"before", "after"} and results["final_model"].endswith("grpo/final")
     assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()
+
+
+def test_gpu_check_script_runs_both_phases_and_sends_back_no_weights(tmp_path):
+    """scripts/gpu_check.sh is what a lent GPU machine runs; here on the CPU with a tiny model, so its plumbing
+    (overrides, both phases, the figures it writes, weights left behind) is proven before a GPU session spends
+    device time on it."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sets = [o for o in tiny_run(tmp_path / "unused") if not o.startswith(("run.output_dir", "sft.max_steps",
+                                                                             "grpo.max_steps", "eval.tasks"))]
+    env = os.environ | {
+        "OUT": str(tmp_path), "CONFIG": "configs/quickstart.yaml", "SETS": " ".join(sets),
+        "SFT_STEPS": "2", "GRPO_STEPS": "1", "EVAL_TASKS": "2", "BENCH_SFT_STEPS": "1", "BENCH_STEPS": "2",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    done = subprocess.run(["bash", "scripts/gpu_check.sh"], env=env, capture_output=True, text=True, timeout=600,
+                          cwd=root)
+    assert done.returncode == 0, done.stdout[-3000:] + (tmp_path / "train.log").read_text()[-3000:]
+    figures = json.loads((tmp_path / "bench_training.json").read_text())
+    assert figures["device"] == "cpu" and figures["timed_steps"] == 1 and 0 < figures["share_env"] < 1
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(results["eval"]) == {"before", "after_sft", "after"}
+    assert "training exit 0" in (tmp_path / "gpu_check.log").read_text()
+    assert not list(tmp_path.rglob("*.safetensors"))  # nothing too big for the device tool's trip back
