@@ -36,6 +36,7 @@ def test_smollm2_sft_then_grpo_steps(tmp_path):
         "configs/smollm2.yaml",
         overrides=[
             f"run.output_dir={tmp_path}",
+            "run.stages=[sft, grpo]",  # the CPU config leaves GRPO to the GPU; this test runs both on one path
             "data.sft_tasks=4",
             "data.grpo_tasks=2",
             "eval.points=[after]",
