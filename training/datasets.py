@@ -152,56 +152,9 @@ def message_features():
     )
 
 
-class _Reference:
-    """The environment's privileged reference plan (with its fault recovery), one action per call."""
-
-    def act(self, env, observation: str) -> str:
-        return env.unwrapped.reference_action()
-
-
-class _NoisyReference(_Reference):
-    """The reference policy, but each action is a random tool call with probability ``p`` (a mistake to recover
-    from). Random arguments are drawn from words on screen, so some are plausible ids; the seed fixes everything."""
-
-    def __init__(self, p: float, seed: int = 0):
-        self.p = p
-        self.reset(seed)
-
-    def reset(self, seed: int | None = None) -> None:
-        import numpy as np
-
-        self.rng = np.random.default_rng(seed)
-
-    def act(self, env, observation: str) -> str:
-        if self.rng.random() >= self.p:
-            return env.unwrapped.reference_action()
-        schema = self.rng.choice(env.unwrapped.tool_schemas())["function"]
-        words = [w.strip(".,:;()'\"") for w in observation.split()] or ["x"]
-        arguments = {}
-        for name, spec in schema["parameters"].get("properties", {}).items():
-            kind = spec.get("type")
-            if "enum" in spec:
-                arguments[name] = spec["enum"][int(self.rng.integers(len(spec["enum"])))]
-            elif kind in ("integer", "number"):
-                arguments[name] = int(self.rng.integers(0, 100))
-            elif kind == "array":
-                arguments[name] = [str(self.rng.choice(words))]
-            elif kind == "boolean":
-                arguments[name] = bool(self.rng.integers(2))
-            else:
-                arguments[name] = str(self.rng.choice(words))
-        return json.dumps({"name": schema["name"], "arguments": arguments})
-
-
 def _policies(noise: float, noisy_share: float, count: int) -> list[tuple[str, Any]]:
-    """Which policy writes demonstration i: the noisy one for a ``noisy_share`` of them, spread evenly.
-
-    ``envs.policies`` supplies them when the environment package has it; otherwise the small equivalents above.
-    """
-    try:
-        from envs.policies import NoisyReferencePolicy, ReferencePolicy
-    except ImportError:
-        NoisyReferencePolicy, ReferencePolicy = _NoisyReference, _Reference  # noqa: N806
+    """Which policy writes demonstration i: the noisy one for a ``noisy_share`` of them, spread evenly."""
+    from envs.policies import NoisyReferencePolicy, ReferencePolicy
 
     share = noisy_share if noise > 0 else 0.0
     reference, noisy = ("reference", ReferencePolicy()), (f"noisy-{noise:g}", NoisyReferencePolicy(noise))
