@@ -221,6 +221,7 @@ def test_cli_eval_then_report(tmp_path, capsys):
         (["--split", "test"], "unknown split 'test'; valid: train, heldout"),
         (["--faults", "none,transient"], "did you mean 'transient_error'"),
         (["--tasks", "0"], "tasks must be >= 1"),
+        (["--task-offset", "-1"], "task_offset is a task seed, >= 0"),
         (["--policy", "noisy-reference:lots"], "noisy-reference:0.2"),
         (["--policy", "best-of-4+openai:some-model"], "--temperature is 0 (greedy)"),
         (["--policy", "model:./no/such/checkpoint"], "no such folder"),
@@ -275,3 +276,27 @@ def test_shared_legend_takes_each_runs_colour_from_a_panel_where_it_has_bars():
     assert [t.get_text() for t in legend.get_texts()] == ["a", "b"]
     assert [h.get_facecolor() for h in legend.legend_handles] == [to_rgba("C0"), to_rgba("C1")]
     plt.close(fig)
+
+
+def test_task_offset_evaluates_those_seeds_and_old_folders_still_resume(tmp_path, capsys):
+    out = tmp_path / "eval"
+    argv = ["eval", "--env", SUPPORT, "--policy", "reference", "--split", "train", "--tasks", "3", "--task-offset",
+            "1000000", "--samples", "1", "--faults", "none", "--out", str(out), "--no-progress"]
+    assert cli.main(argv) == 0
+    records = load_episodes(out / "reference" / "episodes.jsonl")
+    assert sorted(r["task_seed"] for r in records) == [1_000_000, 1_000_001, 1_000_002]
+    env = gymnasium.make(SUPPORT)
+    prompt, _ = env.reset(options={"task_seed": 1_000_001, "split": "train"})
+    assert next(r["prompt"] for r in records if r["task_seed"] == 1_000_001) == prompt
+
+    # A folder written before task_offset existed (no such key in its config.json) resumes as offset 0.
+    argv0 = [a for a in argv if a not in ("--task-offset", "1000000")]
+    argv0[argv0.index("--out") + 1] = str(tmp_path / "old")
+    assert cli.main(argv0) == 0
+    config_path = tmp_path / "old" / "reference" / "config.json"
+    doc = json.loads(config_path.read_text())
+    del doc["eval"]["task_offset"]
+    config_path.write_text(json.dumps(doc))
+    before = (tmp_path / "old" / "reference" / "episodes.jsonl").read_bytes()
+    assert cli.main(argv0) == 0
+    assert (tmp_path / "old" / "reference" / "episodes.jsonl").read_bytes() == before

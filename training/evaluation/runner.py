@@ -49,7 +49,9 @@ class EvalConfig:
             kind (``transient_error``, ``rate_limit``, ``write_timeout``, ``stale_read``, ``concurrent_edit``,
             ``seeded_error``); a kind an env does not support is skipped for that env and listed in the results.
         fault_rate: The rate of each enabled fault kind (per call; per episode for ``seeded_error``).
-        tasks: Number of tasks per split: task seeds ``0 .. tasks - 1``.
+        tasks: Number of tasks per split: task seeds ``task_offset .. task_offset + tasks - 1``.
+        task_offset: First task seed. 0 for the held-out split; a large one (``recoverygym train`` uses 1,000,000)
+            for training-split tasks that no demonstration or GRPO prompt used.
         samples: Episodes per task (n in pass^k); k goes up to this.
         seed: Base seed; each episode's seed is derived from it and the episode key.
         max_turns: Turn limit per episode; None keeps each env's default.
@@ -61,6 +63,7 @@ class EvalConfig:
     fault_kinds: tuple[str, ...] = ("none", "all")
     fault_rate: float = 0.2
     tasks: int = 20
+    task_offset: int = 0
     samples: int = 4
     seed: int = 0
     max_turns: int | None = None
@@ -81,6 +84,8 @@ class EvalConfig:
         for name in ("tasks", "samples", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"EvalConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.task_offset < 0:
+            raise ValueError(f"task_offset is a task seed, >= 0, got {self.task_offset}")
         if self.max_turns is not None and self.max_turns < 1:
             raise ValueError(f"max_turns must be >= 1 or None (env default), got {self.max_turns}")
 
@@ -165,7 +170,7 @@ def plan(config: EvalConfig) -> tuple[list[EpisodeKey], list[dict[str, str]]]:
                                 "reason": f"{env_id} supports faults {', '.join(supported) or 'none'}"})
                 continue
             for split in config.splits:
-                for task in range(config.tasks):
+                for task in range(config.task_offset, config.task_offset + config.tasks):
                     keys.extend(EpisodeKey(env_id, split, kind, task, s) for s in range(config.samples))
     return keys, skipped
 
@@ -278,6 +283,7 @@ def _check_resume(out: Path, config_doc: dict[str, Any], overwrite: bool) -> Non
             (out / name).unlink(missing_ok=True)
     elif path.exists():
         old = json.loads(path.read_text())
+        old.get("eval", {}).setdefault("task_offset", 0)  # folders written before the field existed
         if old != config_doc:
             changed = sorted(k for k in set(old) | set(config_doc) if old.get(k) != config_doc.get(k))
             raise ValueError(
