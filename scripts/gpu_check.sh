@@ -32,7 +32,7 @@ overrides=(); for s in "${sets[@]}"; do overrides+=(--set "$s"); done
 mkdir -p "$out"
 log() { echo "[gpu_check $(date +%H:%M:%S)] $*" | tee -a "$out/gpu_check.log"; }
 
-if [ -d .whl ]; then
+if [ -d .whl ] && ! python3 -c "import trl" 2>/dev/null; then  # a bare GPU image has torch but not trl
   log "installing the carried wheels into /tmp/site"
   wheels=(.whl/*.whl); [ -d .m2 ] && wheels+=(.m2/*.whl)  # .m2 carries gguf's wheel
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \

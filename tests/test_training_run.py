@@ -158,6 +158,7 @@ def test_table_says_when_the_task_filter_applied_and_never_on_held_out():
     assert lines[3].startswith("after training, held-out split  ")
     results["config"]["data"]["max_required_steps"] = None
     assert "only tasks" not in results_table(results)
+    assert results_table({"eval": {}}).startswith("no evaluation in this run (eval.points is empty)")
 
 
 def test_lora_trains_adapters_and_leaves_plain_merged_checkpoints(tmp_path):

@@ -451,6 +451,9 @@ def results_table(results: dict[str, Any]) -> str:
                     f"{e['mean_tool_calls']:.1f}",
                 )
             )
+    if len(rows) == 1:
+        return ("no evaluation in this run (eval.points is empty); evaluate the final model with "
+                "`recoverygym eval --policy model:FINAL_MODEL ...` (docs/evaluation.md)")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
