@@ -150,3 +150,25 @@ def test_summarize_groups_by_env_split_fault_kind():
     assert rows[1]["tokens_per_success"] == 10.0
     with pytest.raises(ValueError, match="empty"):
         m.summarize_group([])
+
+
+def test_repeated_rejections_count_unchanged_retries_of_calls_the_env_rejected_not_of_faults():
+    def step(turn, action, ok=False, faults=()):
+        return {"turn": turn, "action": action, "tool": "w", "ok": ok, "faults": list(faults)}
+
+    limit = {"kind": "rate_limit", "turn": 3, "tool": "w"}
+    steps = [
+        step(1, "A"),
+        step(2, " A\n"),  # the same call again (whitespace aside): a repeat of turn 1's rejection
+        step(3, "B", faults=[limit]),  # a fault's error: retrying it unchanged is right, not counted
+        step(4, "B"),  # still inside the rate limit's wait (no successful call of w since): not counted
+        step(5, "B", ok=True),  # the wait is over
+        step(6, "C"),  # rejected; followed by another call
+        step(7, "D", ok=True),
+        step(8, "E"),  # rejected on the last turn: nothing follows
+    ]
+    assert m.repeated_rejections(steps) == (1, 4)
+    assert m.repeated_rejections([step(1, "A", ok=True), step(2, "A", ok=True)]) == (0, 0)
+    s = m.summarize_group([_episode(False, steps=steps), _episode(True)])
+    assert s["repeated_rejection_rate"] == pytest.approx(1 / 4)
+    assert m.summarize_group([_episode(True)])["repeated_rejection_rate"] is None

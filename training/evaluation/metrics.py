@@ -26,6 +26,7 @@ __all__ = [
     "read_tools",
     "recovery_stats",
     "recovery_turns",
+    "repeated_rejections",
     "success_by_required_steps",
     "summarize",
     "summarize_group",
@@ -144,6 +145,31 @@ def recovery_turns(steps: Sequence[Mapping[str, Any]], fault: Mapping[str, Any],
     return None
 
 
+def repeated_rejections(steps: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """``(repeats, rejections)``: calls the environment rejected on its own account, and how many of them the agent
+    followed with the very same call (the action text, whitespace aside).
+
+    A *rejection* is a step that did not go through (``not step["ok"]``: an unparsable action, an unknown tool or
+    argument, or an error such as a missing order) that no fault explains: none fired on it, and its tool has no
+    fault still pending (one that fired on that tool with no successful call of it since, such as the wait a
+    ``rate_limit`` imposes). Retrying a fault's error unchanged is the right recovery. Repeating a rejected call
+    unchanged is not: nothing has changed, so it is rejected again; it is the agent not noticing its own mistake.
+    """
+    repeats = rejections = 0
+    pending: set[str] = set()
+    for i, step in enumerate(steps):
+        pending |= {f["tool"] for f in step.get("faults") or () if f.get("tool")}
+        if step.get("ok"):
+            pending.discard(step.get("tool"))
+            continue
+        if step.get("faults") or step.get("tool") in pending:
+            continue
+        rejections += 1
+        action, after = step.get("action"), steps[i + 1] if i + 1 < len(steps) else None
+        repeats += after is not None and action is not None and (after.get("action") or "").strip() == action.strip()
+    return repeats, rejections
+
+
 def read_tools(episode: Mapping[str, Any]) -> set[str]:
     """The read tools of an episode record (``tool_kinds``: tool name -> read / write / finish)."""
     return {name for name, kind in (episode.get("tool_kinds") or {}).items() if kind == "read"}
@@ -211,6 +237,8 @@ def summarize_group(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     counts = list(task_counts(episodes).values())
     turns = sum(ep["turns"] for ep in episodes)
     tokens = sum(ep.get("generated_tokens") or 0 for ep in episodes)
+    pairs = [repeated_rejections(ep.get("steps") or ()) for ep in episodes]
+    repeats, rejections = sum(r for r, _ in pairs), sum(n for _, n in pairs)
     return {
         "episodes": n,
         "tasks": len(counts),
@@ -224,6 +252,7 @@ def summarize_group(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "recovery": recovery_stats(episodes),
         "success_by_required_steps": success_by_required_steps(episodes),
         "invalid_action_rate": sum(ep["invalid_actions"] for ep in episodes) / turns if turns else 0.0,
+        "repeated_rejection_rate": repeats / rejections if rejections else None,
         "mean_turns": turns / n,
         "tokens_per_episode": tokens / n,
         "tokens_per_success": tokens / successes if successes else None,

@@ -271,12 +271,13 @@ def _rate_cell(episodes: Sequence[dict[str, Any]]) -> str:
 def overview_table(runs: Sequence[Run]) -> list[str]:
     """One row per run: success % [95% CI] per env without faults, with faults (every fault setting pooled), and
     among the episodes in which a fault actually fired (the recovery rate over all kinds); then the run's
-    invalid-action rate and generated tokens per episode over all its episodes."""
+    invalid-action rate, how often it repeats a call the environment rejected (``repeated_rejections``) and generated
+    tokens per episode over all its episodes."""
     envs = _envs(runs)
     header = "| policy | " + " | ".join(
         f"{_short_env(e)}: no faults | {_short_env(e)}: faults | {_short_env(e)}: a fault fired" for e in envs
-    ) + " | invalid actions % | tokens / episode |"
-    lines = [header, "|---|" + "---|" * (3 * len(envs)) + "---:|---:|"]
+    ) + " | invalid actions % | repeats a rejected call % | tokens / episode |"
+    lines = [header, "|---|" + "---|" * (3 * len(envs)) + "---:|---:|---:|"]
     for run in runs:
         cells = []
         for env in envs:
@@ -285,7 +286,8 @@ def overview_table(runs: Sequence[Run]) -> list[str]:
                       _rate_cell([ep for ep in eps if ep["fault_kind"] != "none"]),
                       _rate_cell([ep for ep in eps if ep.get("faults")])]
         total = summarize_group(run.episodes)
-        cells += [_pct(total["invalid_action_rate"]), _num(total["tokens_per_episode"], 0)]
+        cells += [_pct(total["invalid_action_rate"]), _pct(total["repeated_rejection_rate"]),
+                  _num(total["tokens_per_episode"], 0)]
         lines.append(f"| {run.label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -407,7 +409,9 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     md += ["## Overview", "",
            ("Success % [95% Wilson interval] (episodes) on each environment: without faults; with faults (every "
             "fault setting pooled); and among the episodes in which at least one fault fired (recovery rate). "
-            "Then invalid actions per turn and generated tokens per episode over all of a run's episodes."), ""]
+            "Then invalid actions per turn; the share of calls the environment rejected (no fault to blame) that the "
+            "agent repeated unchanged the next turn; and generated tokens per episode, over all of a run's episodes."),
+           ""]
     md += overview_table(runs) + [""]
     md += ["## Runs", ""]
     for run in runs:
