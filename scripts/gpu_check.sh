@@ -52,8 +52,7 @@ if [ -f /tmp/m/part00 ] && [ -f .m2/part01 ]; then
     | sha256sum -c -) || exit 1
   export RECOVERYGYM_CACHE=/tmp/recoverygym-cache PYTHONPATH=/tmp/site:$PWD
 elif [ -f .m2/part01 ]; then
-  log "no /tmp/m/part00: the machine went back after the first call; do both calls again, the second within 30 s"
-  exit 1
+  log "no /tmp/m/part00, so no SmolLM2: if this is the device, it went back after the first call; do both again"
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD}
 
