@@ -201,6 +201,56 @@ def test_two_processes_train_together_and_only_the_main_one_builds_evaluates_and
     assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()
 
 
+@pytest.mark.parametrize(("zero", "lora"), [(2, False), (3, False), (3, True)])
+def test_deepspeed_zero_launch_trains_saves_whole_weights_and_evaluates(tmp_path, zero, lora):
+    """``accelerate launch`` with the shipped ZeRO configs, on two CPU processes (gloo instead of NCCL). Hidden size
+    320 makes the linear layers big enough (> 1e5 weights) for ZeRO-3 to shard them, so the final checkpoints must
+    gather them (the LoRA merge included) and the main process's evaluations must load a whole model on its own."""
+    import os
+    import subprocess
+    import sys
+
+    extra = ["model.lora={r: 4, alpha: 8}"] if lora else []
+    overrides = tiny_run(tmp_path, "model.tiny.hidden_size=320", "eval.points=[after_sft, after]", "eval.tasks=1",
+                         "sft.max_steps=2", "sft.per_device_train_batch_size=2", "sft.learning_rate=1.0e-2",
+                         "grpo.max_steps=1", "grpo.per_device_train_batch_size=2", "sft.ddp_backend=gloo",
+                         "grpo.ddp_backend=gloo", *extra)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               f"configs/accelerate/zero{zero}.yaml", "--num_processes", "2", "--mixed_precision", "no",
+               "-m", "training.train", "configs/quickstart.yaml", *[a for o in overrides for a in ("--set", o)]]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "DeepSpeed" in done.stdout + done.stderr  # the launch really went through DeepSpeed
+    checkpoint = tmp_path / "sft" / "checkpoint-2"
+    assert (checkpoint / "global_step2").is_dir(), "not a DeepSpeed checkpoint"
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["eval"]) == {"after_sft", "after"}
+    base = load_file(tmp_path / "base-model" / "model.safetensors")
+    for stage in ("sft", "grpo"):
+        tuned = load_file(tmp_path / stage / "final" / "model.safetensors")
+        assert all(tuned[k].shape == v.shape for k, v in base.items())  # whole, not shards (DeepSpeed also
+        # writes the tied lm_head.weight out)
+    changed = {k for k in base if not torch.equal(base[k], tuned[k])}
+    assert changed and (not lora or all("proj" in k for k in changed)), changed
+
+
+def test_a_stage_that_saves_no_weights_stops_and_says_why(tmp_path):
+    """What ZeRO-3 without zero3_save_16bit_model leaves: a final folder with no weights for the next stage to trip
+    on."""
+    from types import SimpleNamespace
+
+    from training.train import _save_final
+
+    accelerator = SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
+    trainer = SimpleNamespace(model=torch.nn.Linear(2, 2), accelerator=accelerator,
+                              save_model=lambda path: Path(path).mkdir())  # a folder, no weights
+    with pytest.raises(RuntimeError, match="zero3_save_16bit_model: true"):
+        _save_final(trainer, None, tmp_path / "final")
+    assert not (tmp_path / "final").exists()
+
+
 def test_gpu_check_script_runs_both_phases_and_sends_back_no_weights(tmp_path):
     """scripts/gpu_check.sh is what a lent GPU machine runs; here on the CPU with a tiny model, so its plumbing
     (overrides, both phases, the figures it writes, weights left behind) is proven before a GPU session spends

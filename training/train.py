@@ -17,6 +17,7 @@ This module is the only place that knows the order of the stages; everything els
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -290,15 +291,37 @@ def _save_final(trainer, tokenizer, final: Path) -> None:
     """
     staging = final.with_name(final.name + ".partial")
     model = trainer.model
-    if hasattr(model, "merge_and_unload"):  # peft: merge on the main process (not for ZeRO-3-sharded adapters)
-        if trainer.accelerator.is_main_process:
-            trainer.accelerator.unwrap_model(model).merge_and_unload().save_pretrained(staging)
+    if hasattr(model, "merge_and_unload"):  # peft: merge on the main process, ZeRO-3's shards gathered first
+        peft_model = trainer.accelerator.unwrap_model(model)
+        with _gathered(peft_model):
+            if trainer.accelerator.is_main_process:
+                peft_model.merge_and_unload().save_pretrained(staging)
     else:
         trainer.save_model(str(staging))  # gathers sharded weights under DeepSpeed/FSDP; writes on the main process
     if trainer.accelerator.is_main_process:
+        if not any(staging.glob("*.safetensors")) and not any(staging.glob("pytorch_model*.bin")):
+            raise RuntimeError(
+                f"no model weights were written to {staging}: under DeepSpeed ZeRO-3 the sharded weights are only "
+                "gathered into a checkpoint with zero3_save_16bit_model: true in the accelerate config "
+                "(stage3_gather_16bit_weights_on_model_save in a DeepSpeed JSON), as configs/accelerate/zero3.yaml has"
+            )
         tokenizer.save_pretrained(staging)
         staging.rename(final)
     trainer.accelerator.wait_for_everyone()
+
+
+def _gathered(model):
+    """Every parameter whole on every process for the duration (DeepSpeed ZeRO-3 shards them); otherwise nothing.
+
+    Every process must enter it. Changes made inside are not written back to the shards: it is for saving.
+    """
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
 
 
 def build_trainer(stage: str, config: ExperimentConfig, start: str, *, callbacks: Sequence[Any] = ()):
@@ -413,6 +436,7 @@ def _evaluate_point(point: str, path: str, config: ExperimentConfig, results: di
     state = PartialState()
     todo = [s for s in config.eval.splits if s not in results["eval"].get(point, {})]
     if point in config.eval.points and todo and state.is_main_process:
+        _no_zero3_loading()
         model, tokenizer = _load(path, config)
         if state.device.type != "cpu":
             model = model.to(state.device)
@@ -428,6 +452,20 @@ def _evaluate_point(point: str, path: str, config: ExperimentConfig, results: di
             _log(f"{POINT_LABELS[point]}: success {rate:.1%}, mean score {score:.3f} ({summary['seconds']} s)")
             _write_json(results_file, results)
     state.wait_for_everyone()
+
+
+def _no_zero3_loading() -> None:
+    """Let the main process load a whole model on its own under DeepSpeed ZeRO-3.
+
+    A ZeRO-3 run leaves transformers' DeepSpeed config registered, and ``from_pretrained`` then partitions the
+    weights across every process, waiting for the others, which are not loading (they wait at the barrier): it
+    hangs. Dropping the registration makes it a plain load; the next stage's TRL config registers it again.
+    """
+    try:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+    except ImportError:
+        return
+    unset_hf_deepspeed_config()
 
 
 def _write_json(path: Path, data: Any) -> None:
