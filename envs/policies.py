@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DoNothingPolicy", "NoisyReferencePolicy", "RandomPolicy", "ReferencePolicy", "random_call"]
+__all__ = [
+    "DoNothingPolicy",
+    "NoisyReferencePolicy",
+    "RandomPolicy",
+    "ReferencePolicy",
+    "near_miss_call",
+    "random_call",
+]
 
 _WORD = re.compile(r"[A-Za-z0-9][\w@.\-]*[A-Za-z0-9]|\d")
 
@@ -40,6 +47,72 @@ def random_call(env: Any, observation: str, rng: np.random.Generator) -> str:
     return json.dumps({"name": schema["name"], "arguments": arguments})
 
 
+def near_miss_call(env: Any, observation: str, rng: np.random.Generator) -> str:
+    """The reference's next call with one argument wrong: in a quarter of cases its name misspelt, otherwise its
+    value (a typo or another on-screen word in a text argument, a nearby integer, another enum value, a flipped flag,
+    one list item changed).
+
+    These are the mistakes a model makes that the environment rejects with a specific message (``no customer with
+    email ...``, ``no argument 'sku' (did you mean 'skus'?)``) or, when the wrong value happens to be valid, lets
+    through to be undone later. A call with no arguments, or the finishing call (which would end the episode on the
+    mistake), is replaced by a random call instead.
+    """
+    action = env.unwrapped.reference_action()
+    try:
+        call = json.loads(action)
+        spec = env.unwrapped.tool_specs()[call["name"]]
+        arguments = dict(call["arguments"])
+    except (ValueError, KeyError, TypeError):
+        return random_call(env, observation, rng)
+    names = sorted(arguments)
+    if spec.finish or not names:
+        return random_call(env, observation, rng)
+    name = names[int(rng.integers(len(names)))]
+    misspelt = _typo(name, rng) if rng.random() < 0.25 else name
+    if misspelt not in arguments:
+        arguments = {misspelt if k == name else k: v for k, v in arguments.items()}
+    else:
+        properties = spec.schema["function"]["parameters"].get("properties", {})
+        arguments[name] = _near_miss_value(arguments[name], properties.get(name, {}), rng, _WORD.findall(observation))
+    return json.dumps({"name": call["name"], "arguments": arguments})
+
+
+def _near_miss_value(value: Any, spec: dict[str, Any], rng: np.random.Generator, words: list[str]) -> Any:
+    others = [v for v in spec.get("enum", ()) if v != value]
+    if others:
+        return others[int(rng.integers(len(others)))]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        step = int(rng.choice([-2, -1, 1, 2]))
+        return value + step if value + step >= 0 else value - step
+    if isinstance(value, float):
+        return round(value * float(rng.choice([0.5, 0.9, 1.1, 2.0])), 2) if value else 1.0
+    if isinstance(value, list) and value:
+        i = int(rng.integers(len(value)))
+        return [*value[:i], _near_miss_value(value[i], spec.get("items", {}), rng, words), *value[i + 1 :]]
+    if isinstance(value, str) and value:
+        others = [w for w in words if w != value]
+        if others and rng.random() < 0.5:
+            return others[int(rng.integers(len(others)))]
+        return _typo(value, rng)
+    return value
+
+
+def _typo(text: str, rng: np.random.Generator) -> str:
+    """One character dropped, doubled, or swapped with its neighbour (never the text unchanged)."""
+    i = int(rng.integers(len(text)))
+    kind = int(rng.integers(3)) if len(text) > 1 else 1
+    if kind == 0:
+        return text[:i] + text[i + 1 :]
+    if kind == 1:
+        return text[: i + 1] + text[i:]
+    i = min(i, len(text) - 2)
+    if text[i] == text[i + 1]:
+        return text[: i + 1] + text[i:]
+    return text[:i] + text[i + 1] + text[i] + text[i + 2 :]
+
+
 def _random_value(spec: dict[str, Any], rng: np.random.Generator, words: list[str]) -> Any:
     if "enum" in spec:
         return spec["enum"][int(rng.integers(len(spec["enum"])))]
@@ -56,14 +129,18 @@ def _random_value(spec: dict[str, Any], rng: np.random.Generator, words: list[st
 
 
 class NoisyReferencePolicy(ReferencePolicy):
-    """The reference policy, except that with probability ``p`` an action is a random tool call: a mistake the
-    reference then recovers from (its plan is recomputed from the state the mistake left)."""
+    """The reference policy, except that with probability ``p`` an action is a mistake the reference then recovers
+    from (its plan is recomputed from the state the mistake left).
 
-    def __init__(self, p: float = 0.1, seed: int | None = None):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be in [0, 1], got {p!r}")
-        self.p = p
-        self.name = f"noisy-{p:g}"
+    A mistake is a near miss (``near_miss_call``: the reference's own call with one argument wrong) with probability
+    ``near_miss``, otherwise a random tool call (``random_call``).
+    """
+
+    def __init__(self, p: float = 0.1, seed: int | None = None, near_miss: float = 0.0):
+        if not 0.0 <= p <= 1.0 or not 0.0 <= near_miss <= 1.0:
+            raise ValueError(f"p and near_miss must be in [0, 1], got {p!r} and {near_miss!r}")
+        self.p, self.near_miss = p, near_miss
+        self.name = f"noisy-{p:g}" + (f"-near{near_miss:g}" if near_miss else "")
         self.reset(seed)
 
     def reset(self, seed: int | None = None) -> None:
@@ -71,6 +148,8 @@ class NoisyReferencePolicy(ReferencePolicy):
 
     def act(self, env: Any, observation: str) -> str:
         if self.rng.random() < self.p:
+            if self.near_miss and self.rng.random() < self.near_miss:
+                return near_miss_call(env, observation, self.rng)
             return random_call(env, observation, self.rng)
         return env.unwrapped.reference_action()
 

@@ -61,7 +61,7 @@ def test_gymnasium_check_env(env_id):
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_same_seed_same_trajectory_and_reward(env_id):
-    for policy in (NoisyReferencePolicy(0.3), RandomPolicy()):
+    for policy in (NoisyReferencePolicy(0.3), NoisyReferencePolicy(0.3, near_miss=0.5), RandomPolicy()):
         for k in range(5):
             runs = []
             for _ in range(2):

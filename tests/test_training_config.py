@@ -23,6 +23,7 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
         ({"run": {"seed": "zero"}}, "run.seed: expected an integer, got 'zero'"),
         ({"run": {"stages": ["sft", "ppo"]}}, "each stage must be one of ['sft', 'grpo']"),
         ({"data": {"sft_noise": 1.5}}, "data.sft_noise"),
+        ({"data": {"sft_near_miss": -0.1}}, "data.sft_near_miss"),
         ({"env": {"max_turns": 0}}, "env.max_turns=0"),
         ({"sft": {"output_dir": "elsewhere"}}, "sft.output_dir is set by the run; set run.output_dir instead"),
         ({"grpo": {"seed": 3}}, "set run.seed instead"),

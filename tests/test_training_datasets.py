@@ -65,3 +65,16 @@ def test_task_filter_keeps_only_short_tasks_and_counts_kept_ones(env_id):
     assert [k for k in range(seeds[-1] + 1) if lengths[k] <= limit] == seeds, "a short task was skipped"
     assert seeds != list(range(10))
     assert select_task_seeds(env_id, start=5, count=3) == [5, 6, 7]
+
+
+def test_near_miss_demonstrations_show_a_rejected_argument_then_the_right_call():
+    data = sft_dataset("recoverygym/SupportDesk-v0", list(range(20)), noise=0.3, noisy_share=1.0, near_miss=1.0)
+    assert set(data["policy"]) == {"noisy-0.3-near1"}
+    corrected = 0
+    for messages in data["messages"]:
+        pairs = zip(messages[1:-1:2], messages[2:-1:2], strict=True)
+        calls = [(m["tool_calls"][0]["function"], r["content"]) for m, r in pairs]
+        for (wrong, result), (right, _) in zip(calls, calls[1:], strict=False):
+            same_tool = wrong["name"] == right["name"] and wrong["arguments"].keys() == right["arguments"].keys()
+            corrected += result.startswith("error") and same_tool and wrong["arguments"] != right["arguments"]
+    assert corrected >= 5

@@ -131,9 +131,12 @@ class DataConfig:
     sft_tasks: int = 200
     """Training-split tasks given one scripted demonstration each (before dropping failed ones)."""
     sft_noise: float = 0.1
-    """Per-step probability of a random action in the noisy reference policy's demonstrations."""
+    """Per-step probability of a mistake in the noisy reference policy's demonstrations."""
     sft_noisy_share: float = 0.5
     """Share of demonstrations written by the noisy policy."""
+    sft_near_miss: float = 0.0
+    """Share of the noisy policy's mistakes that are near misses (the reference's own call with one argument wrong:
+    a typo, another id on screen) rather than random tool calls."""
     grpo_tasks: int = 64
     """Training-split tasks used as GRPO prompts (each rolled out ``grpo.num_generations`` times)."""
     grpo_task_offset: int = 100_000
@@ -144,8 +147,9 @@ class DataConfig:
     held-out split. Task seeds that fail the filter are skipped, so ``sft_tasks`` etc. still count kept tasks."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.sft_noise <= 1.0 or not 0.0 <= self.sft_noisy_share <= 1.0:
-            raise ConfigError("data.sft_noise and data.sft_noisy_share are probabilities: use values in [0, 1]")
+        if not all(0.0 <= p <= 1.0 for p in (self.sft_noise, self.sft_noisy_share, self.sft_near_miss)):
+            raise ConfigError("data.sft_noise, data.sft_noisy_share and data.sft_near_miss are probabilities: use "
+                              "values in [0, 1]")
         if self.sft_tasks < 1 or self.grpo_tasks < 1:
             raise ConfigError("data.sft_tasks and data.grpo_tasks must be at least 1")
         if self.max_required_steps is not None and self.max_required_steps < 1:

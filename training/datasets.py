@@ -152,12 +152,13 @@ def message_features():
     )
 
 
-def _policies(noise: float, noisy_share: float, count: int) -> list[tuple[str, Any]]:
+def _policies(noise: float, noisy_share: float, near_miss: float, count: int) -> list[tuple[str, Any]]:
     """Which policy writes demonstration i: the noisy one for a ``noisy_share`` of them, spread evenly."""
     from envs.policies import NoisyReferencePolicy, ReferencePolicy
 
     share = noisy_share if noise > 0 else 0.0
-    reference, noisy = ("reference", ReferencePolicy()), (f"noisy-{noise:g}", NoisyReferencePolicy(noise))
+    noisy_policy = NoisyReferencePolicy(noise, near_miss=near_miss)
+    reference, noisy = ("reference", ReferencePolicy()), (noisy_policy.name, noisy_policy)
     return [noisy if int((i + 1) * share) > int(i * share) else reference for i in range(count)]
 
 
@@ -170,6 +171,7 @@ def sft_dataset(
     max_turns: int | None = None,
     noise: float = 0.1,
     noisy_share: float = 0.5,
+    near_miss: float = 0.0,
     seed: int = 0,
     only_successful: bool = True,
 ):
@@ -181,8 +183,10 @@ def sft_dataset(
         split: Task split; keep ``"heldout"`` out of training data.
         faults: Fault rates during the demonstrations: the reference policy's recoveries are what is learned.
         max_turns: Turn limit override.
-        noise: Probability that the noisy policy takes a random action at a step.
+        noise: Probability that the noisy policy makes a mistake at a step.
         noisy_share: Share of demonstrations written by the noisy policy.
+        near_miss: Share of the noisy policy's mistakes that are near misses (``envs.policies.near_miss_call``: the
+            reference's own call with one argument wrong) rather than random calls.
         seed: Base seed of fault draws and policy noise (demonstration i uses ``seed + i``).
         only_successful: Drop demonstrations whose final score is below 1.
 
@@ -195,7 +199,7 @@ def sft_dataset(
     env = make_env(env_id, faults=parse_faults(faults), max_turns=max_turns)
     tools = json.dumps(tool_schemas(env))
     rows = []
-    policies = _policies(noise, noisy_share, len(task_seeds))
+    policies = _policies(noise, noisy_share, near_miss, len(task_seeds))
     for i, ((name, policy), task_seed) in enumerate(zip(policies, task_seeds, strict=True)):
         messages, score = demonstration(env, policy, task_seed=task_seed, split=split, seed=seed + i)
         if only_successful and score < 1.0:

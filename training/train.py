@@ -250,6 +250,7 @@ def _sft_data(config: ExperimentConfig, task_seeds, *, only_successful: bool = T
         max_turns=config.env.max_turns,
         noise=config.data.sft_noise,
         noisy_share=config.data.sft_noisy_share,
+        near_miss=config.data.sft_near_miss,
         seed=config.run.seed,
         only_successful=only_successful,
     )
