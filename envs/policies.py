@@ -69,7 +69,7 @@ def near_miss_call(env: Any, observation: str, rng: np.random.Generator) -> str:
         return random_call(env, observation, rng)
     name = names[int(rng.integers(len(names)))]
     misspelt = _typo(name, rng) if rng.random() < 0.25 else name
-    if misspelt not in arguments:
+    if misspelt not in arguments:  # a real misspelling (one that hits another argument changes a value instead)
         arguments = {misspelt if k == name else k: v for k, v in arguments.items()}
     else:
         properties = spec.schema["function"]["parameters"].get("properties", {})

@@ -201,28 +201,40 @@ def test_two_processes_train_together_and_only_the_main_one_builds_evaluates_and
     assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize(("zero", "lora"), [(2, False), (3, False), (3, True)])
-def test_deepspeed_zero_launch_trains_saves_whole_weights_and_evaluates(tmp_path, zero, lora):
-    """``accelerate launch`` with the shipped ZeRO configs, on two CPU processes (gloo instead of NCCL). Hidden size
-    320 makes the linear layers big enough (> 1e5 weights) for ZeRO-3 to shard them, so the final checkpoints must
-    gather them (the LoRA merge included) and the main process's evaluations must load a whole model on its own."""
+def zero_launch(zero: int, overrides: list[str]) -> str:
+    """``accelerate launch`` of the quick start with the shipped ZeRO config on two CPU processes (gloo instead of
+    NCCL); returns what it printed."""
     import os
+    import socket
     import subprocess
     import sys
 
-    extra = ["model.lora={r: 4, alpha: 8}"] if lora else []
-    overrides = tiny_run(tmp_path, "model.tiny.hidden_size=320", "eval.points=[after_sft, after]", "eval.tasks=1",
-                         "sft.max_steps=2", "sft.per_device_train_batch_size=2", "sft.learning_rate=1.0e-2",
-                         "grpo.max_steps=1", "grpo.per_device_train_batch_size=2", "sft.ddp_backend=gloo",
-                         "grpo.ddp_backend=gloo", *extra)
+    with socket.socket() as probe:  # the configs' fixed port may still be held by the previous launch
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    overrides = [*overrides, "sft.ddp_backend=gloo", "grpo.ddp_backend=gloo"]
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                f"configs/accelerate/zero{zero}.yaml", "--num_processes", "2", "--mixed_precision", "no",
+               "--main_process_port", str(port),
                "-m", "training.train", "configs/quickstart.yaml", *[a for o in overrides for a in ("--set", o)]]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "DeepSpeed" in done.stdout + done.stderr  # the launch really went through DeepSpeed
+    return done.stdout
+
+
+@pytest.mark.parametrize(("zero", "lora"), [(2, False), (3, False), (3, True)])
+def test_deepspeed_zero_launch_trains_saves_whole_weights_and_evaluates(tmp_path, zero, lora):
+    """Hidden size 320 makes the linear layers big enough (> 1e5 weights) for ZeRO-3 to shard them, so the final
+    checkpoints must gather them (the LoRA merge included) and the main process's evaluations must load a whole
+    model on its own."""
+    extra = ["model.lora={r: 4, alpha: 8}"] if lora else []
+    zero_launch(zero, tiny_run(tmp_path, "model.tiny.hidden_size=320", "eval.points=[after_sft, after]",
+                               "eval.tasks=1", "sft.max_steps=2", "sft.per_device_train_batch_size=2",
+                               "sft.learning_rate=1.0e-2", "grpo.max_steps=1", "grpo.per_device_train_batch_size=2",
+                               *extra))
     checkpoint = tmp_path / "sft" / "checkpoint-2"
     assert (checkpoint / "global_step2").is_dir(), "not a DeepSpeed checkpoint"
     results = json.loads((tmp_path / "results.json").read_text())
@@ -234,6 +246,30 @@ def test_deepspeed_zero_launch_trains_saves_whole_weights_and_evaluates(tmp_path
         # writes the tied lm_head.weight out)
     changed = {k for k in base if not torch.equal(base[k], tuned[k])}
     assert changed and (not lora or all("proj" in k for k in changed)), changed
+
+
+@pytest.mark.parametrize("zero", [2, 3])
+def test_deepspeed_run_resumes_from_its_last_checkpoint_to_the_same_weights(tmp_path, zero):
+    """A pre-empted multi-GPU job: its last checkpoint is DeepSpeed's (sharded optimizer state); resuming from it
+    ends with exactly the weights of the uninterrupted run."""
+    import shutil
+
+    def sft(run_dir: Path) -> list[str]:
+        return tiny_run(run_dir, "model.tiny.hidden_size=320", "run.stages=[sft]", "eval.points=[]",
+                        "sft.max_steps=3", "sft.save_steps=1", "sft.per_device_train_batch_size=2",
+                        "sft.learning_rate=1.0e-2")
+
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    zero_launch(zero, sft(whole))
+    shutil.copytree(whole, resumed)  # as if it had stopped after step 2
+    shutil.rmtree(resumed / "sft" / "final")
+    shutil.rmtree(resumed / "sft" / "checkpoint-3")
+    printed = zero_launch(zero, sft(resumed))
+    assert "resuming from" in printed and "checkpoint-2" in printed and "sft step 3/3" in printed, printed[-3000:]
+    assert "sft step 1/3" not in printed, printed[-3000:]
+    a = load_file(whole / "sft" / "final" / "model.safetensors")
+    b = load_file(resumed / "sft" / "final" / "model.safetensors")
+    assert {k for k in a if not torch.equal(a[k], b[k])} == set()
 
 
 def test_a_stage_that_saves_no_weights_stops_and_says_why(tmp_path):

@@ -595,7 +595,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"recoverygym train: {err}", file=sys.stderr)
         return 2
+    finally:
+        _end_process_group()
     return 0
+
+
+def _end_process_group() -> None:
+    """Take down torch.distributed's process group (DDP, DeepSpeed) before the interpreter does: left to exit-time
+    teardown, a gloo/DeepSpeed process sometimes aborts (``terminate called without an active exception``) after
+    the run has finished, and the launcher reports the run as failed."""
+    if "torch" not in sys.modules:  # a config error before anything was imported
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # accelerate launch -m training.train CONFIG
