@@ -136,7 +136,7 @@ class DataConfig:
     """Share of demonstrations written by the noisy policy."""
     sft_near_miss: float = 0.0
     """Share of the noisy policy's mistakes that are near misses (the reference's own call with one argument wrong:
-    a typo, another id on screen) rather than random tool calls."""
+    a misspelt argument name, a typo in a value, another id from the screen) rather than random tool calls."""
     grpo_tasks: int = 64
     """Training-split tasks used as GRPO prompts (each rolled out ``grpo.num_generations`` times)."""
     grpo_task_offset: int = 100_000
