@@ -177,22 +177,29 @@ def test_lora_trains_adapters_and_leaves_plain_merged_checkpoints(tmp_path):
     assert changed and all("proj" in k for k in changed), changed  # only the adapted linear layers moved
 
 
-def test_two_processes_train_together_and_only_the_main_one_builds_evaluates_and_writes(tmp_path):
-    """The multi-GPU code path (DDP, main-process-only steps, barriers) on two CPU processes: torchrun is what
-    ``accelerate launch`` runs for several GPUs; ``ACCELERATE_USE_CPU`` makes accelerate use gloo on the CPU."""
+def launch_training(launcher: list[str], overrides: list[str], **env: str):
+    """``python -m <launcher...> -m training.train configs/quickstart.yaml --set ...`` from the repository root, one
+    thread per process (plus ``env``); asserts it succeeded and returns the finished process."""
     import os
     import subprocess
     import sys
 
+    command = [sys.executable, "-m", *launcher, "-m", "training.train", "configs/quickstart.yaml",
+               *[a for o in overrides for a in ("--set", o)]]
+    done = subprocess.run(command, env=os.environ | {"OMP_NUM_THREADS": "1", **env}, capture_output=True,
+                          text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_two_processes_train_together_and_only_the_main_one_builds_evaluates_and_writes(tmp_path):
+    """The multi-GPU code path (DDP, main-process-only steps, barriers) on two CPU processes: torchrun is what
+    ``accelerate launch`` runs for several GPUs; ``ACCELERATE_USE_CPU`` makes accelerate use gloo on the CPU."""
     overrides = tiny_run(tmp_path, "eval.points=[before, after]", "sft.max_steps=2",
                          "sft.per_device_train_batch_size=2", "grpo.max_steps=2",
                          "grpo.per_device_train_batch_size=2")  # x 2 processes = one group of 4
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "training.train", "configs/quickstart.yaml", *[a for o in overrides for a in ("--set", o)]]
-    env = os.environ | {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = launch_training(["torch.distributed.run", "--standalone", "--nproc_per_node", "2"], overrides,
+                           ACCELERATE_USE_CPU="true")
     # With one process GRPOConfig would refuse the config: 2 rollouts per device cannot hold a group of 4.
     assert done.stdout.count("building a tiny llama model") == 1
     assert done.stdout.count("sft step 2/2") == 1 and done.stdout.count("grpo step 2/2") == 1
@@ -204,23 +211,14 @@ def test_two_processes_train_together_and_only_the_main_one_builds_evaluates_and
 def zero_launch(zero: int, overrides: list[str]) -> str:
     """``accelerate launch`` of the quick start with the shipped ZeRO config on two CPU processes (gloo instead of
     NCCL); returns what it printed."""
-    import os
     import socket
-    import subprocess
-    import sys
 
     with socket.socket() as probe:  # the configs' fixed port may still be held by the previous launch
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    overrides = [*overrides, "sft.ddp_backend=gloo", "grpo.ddp_backend=gloo"]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               f"configs/accelerate/zero{zero}.yaml", "--num_processes", "2", "--mixed_precision", "no",
-               "--main_process_port", str(port),
-               "-m", "training.train", "configs/quickstart.yaml", *[a for o in overrides for a in ("--set", o)]]
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    launcher = ["accelerate.commands.launch", "--config_file", f"configs/accelerate/zero{zero}.yaml",
+                "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(port)]
+    done = launch_training(launcher, [*overrides, "sft.ddp_backend=gloo", "grpo.ddp_backend=gloo"])
     assert "DeepSpeed" in done.stdout + done.stderr  # the launch really went through DeepSpeed
     return done.stdout
 
@@ -242,8 +240,8 @@ def test_deepspeed_zero_launch_trains_saves_whole_weights_and_evaluates(tmp_path
     base = load_file(tmp_path / "base-model" / "model.safetensors")
     for stage in ("sft", "grpo"):
         tuned = load_file(tmp_path / stage / "final" / "model.safetensors")
-        assert all(tuned[k].shape == v.shape for k, v in base.items())  # whole, not shards (DeepSpeed also
-        # writes the tied lm_head.weight out)
+        # whole, not shards (DeepSpeed also writes the tied lm_head.weight out, hence not an equality of keys)
+        assert all(tuned[k].shape == v.shape for k, v in base.items())
     changed = {k for k in base if not torch.equal(base[k], tuned[k])}
     assert changed and (not lora or all("proj" in k for k in changed)), changed
 

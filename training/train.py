@@ -462,10 +462,8 @@ def _no_zero3_loading() -> None:
     weights across every process, waiting for the others, which are not loading (they wait at the barrier): it
     hangs. Dropping the registration makes it a plain load; the next stage's TRL config registers it again.
     """
-    try:
-        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-    except ImportError:
-        return
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config  # importable without deepspeed
+
     unset_hf_deepspeed_config()
 
 
