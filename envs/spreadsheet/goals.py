@@ -347,14 +347,58 @@ class Dedupe(Goal):
                 for i, rec in enumerate(records) for role in lay.roles}
 
     def plan(self, env):
-        lay, seen, dupes = env.task.layout, set(), []
-        for r in range(lay.first, env.state.book.extent(lay.sheet)[0] + 1):
-            v = env.state.book.cell_value(lay.sheet, r, lay.col("id"))
+        """Delete the repeated rows (and empty rows inside the table), bottom up; then put back any record a wrong
+        deletion lost, typed in from the records, where it belongs (its place in the original order, or the table's
+        end when a sort follows). A record whose only row is out of order is deleted and put back the same way."""
+        lay, book, records = env.task.layout, env.state.book, env.state.records
+        index = {rec["id"]: i for i, rec in enumerate(records)}
+        seen, drop, rows, blank = set(), [], [], []  # rows: (row, record index) of each record's first occurrence
+        for r in range(lay.first, book.extent(lay.sheet)[0] + 1):
+            v = book.cell_value(lay.sheet, r, lay.col("id"))
             if v in seen:
-                dupes.append(r)
-            elif v is not None:
+                drop.append(r)
+            elif v is None:
+                blank.append(r)
+            else:
                 seen.add(v)
-        return [ToolCall("delete_rows", {"sheet": lay.sheet, "first_row": r, "count": 1}) for r in reversed(dupes)]
+                if v in index:
+                    rows.append((r, index[v]))
+        if rows:  # empty rows inside the table (a stray insert) go too
+            drop += [r for r in blank if r < rows[-1][0] and not any(
+                book.cell_value(lay.sheet, r, c) is not None for c in range(1, len(lay.roles) + 1))]
+        keep = _in_order(rows) if self.ordered else rows
+        drop += sorted({r for r, _ in rows} - {r for r, _ in keep})
+        calls = [ToolCall("delete_rows", {"sheet": lay.sheet, "first_row": r, "count": 1})
+                 for r in sorted(drop, reverse=True)]
+        kept = {i for _, i in keep}
+        lost = [i for i in range(len(records)) if i not in kept]
+        if self.ordered:  # runs of consecutive records, each at its place: row `first + i` holds record i
+            runs = [(run[0], run) for run in _consecutive(lost)]
+        else:  # a sort puts them in place: after the kept rows
+            runs = [(len(keep), lost)] if lost else []
+        for start, run in runs:
+            row = lay.first + start
+            calls.append(ToolCall("insert_rows", {"sheet": lay.sheet, "before_row": row, "count": len(run)}))
+            calls.append(ToolCall("write_values", {"cells": f"{lay.sheet}!A{row}",
+                                                   "values": [list(_rec_tuple(env.task, records[i])) for i in run]}))
+        return calls
+
+
+def _consecutive(numbers: list[int]) -> list[list[int]]:
+    """Split ascending ``numbers`` into runs of consecutive ones: [1, 2, 5] -> [[1, 2], [5]]."""
+    return [[n for _, n in run] for _, run in itertools.groupby(enumerate(numbers), lambda t: t[1] - t[0])]
+
+
+def _in_order(rows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The longest run of ``(row, record index)`` pairs, in row order, whose record indices increase (the earliest
+    such run on ties): the rows that can stay where they are."""
+    if all(a[1] < b[1] for a, b in itertools.pairwise(rows)):
+        return rows
+    best: list[list[tuple[int, int]]] = []  # best[k]: the longest increasing run ending at rows[k]
+    for k, (r, i) in enumerate(rows):
+        before = [best[j] for j in range(k) if rows[j][1] < i]
+        best.append(max(before, key=len, default=[]) + [(r, i)])
+    return max(best, key=len, default=[])
 
 
 @dataclass

@@ -13,7 +13,7 @@ import copy
 from envs.core.tools import ToolCall
 from envs.spreadsheet.checker import _damage, _live_check, _strays, stray_keys
 from envs.spreadsheet.formulas import Formula, col_letter
-from envs.spreadsheet.goals import Dedupe, InPlace, SortRows, same_value
+from envs.spreadsheet.goals import Dedupe, InPlace, SortRows, rows_by_id, same_value
 
 
 def scratch_env(env):
@@ -40,12 +40,15 @@ def _repairs(env) -> list[ToolCall]:
     book, lay = state.book, task.layout
     want = dict(task.static)
     want.update(((lay.sheet, 1, j), h) for j, h in enumerate(lay.headers, start=1))
-    if not any(isinstance(g, SortRows) or isinstance(g, Dedupe) and g.ordered for g in task.goals):
-        owned = {g.role for g in task.goals if isinstance(g, InPlace)}
-        for i, rec in enumerate(state.records):
-            for role in lay.roles:
-                if role not in owned:
-                    want[(lay.sheet, lay.first + i, lay.col(role))] = rec[role]
+    # Each record's row: found by its id where a sort moves rows, else its place (a dedupe ran first, so row i
+    # holds record i, and a deleted row shifts the rest, which are then all retyped).
+    owned = {g.role for g in task.goals if isinstance(g, InPlace)}
+    found = rows_by_id(state, task) if any(isinstance(g, SortRows) for g in task.goals) else None
+    for i, rec in enumerate(state.records):
+        row = lay.first + i if found is None else found.get(rec["id"])
+        for role in lay.roles:
+            if role not in owned and row is not None:
+                want[(lay.sheet, row, lay.col(role))] = rec[role]
     wrong = {}
     for (s, r, c), v in want.items():
         raw = book.sheets[s].cells.get((r, c)) if s in book.sheets else None
