@@ -6,10 +6,12 @@ import subprocess
 import sys
 
 import gymnasium
+import numpy as np
 import pytest
 
 import envs  # noqa: F401  (registers the ids)
 from training.evaluation import cli
+from training.evaluation.episode import Episode
 from training.evaluation.policies import (
     DoNothingPolicy,
     NoisyReferencePolicy,
@@ -68,11 +70,12 @@ def test_reference_recovers_from_every_fault_kind(env_id, tmp_path):
     assert all(step["ok"] for step in steps if not step["observation"].startswith("error") and not step["faults"])
 
 
-def test_scripted_runs_are_deterministic_whatever_the_batch_size(tmp_path):
+@pytest.mark.parametrize("near_miss", [0.0, 1.0])
+def test_scripted_runs_are_deterministic_whatever_the_batch_size(near_miss, tmp_path):
     config = _config(batch_size=1)
     runs = []
     for name, cfg in (("a", config), ("b", _config(batch_size=5)), ("c", config)):
-        run_eval(NoisyReferencePolicy(0.3), cfg, tmp_path / name, progress=False)
+        run_eval(NoisyReferencePolicy(0.3, near_miss=near_miss), cfg, tmp_path / name, progress=False)
         runs.append(_strip(load_episodes(tmp_path / name / "episodes.jsonl")))
     def key(r):
         return (r["env_id"], r["fault_kind"], r["task_seed"], r["sample"])
@@ -80,8 +83,30 @@ def test_scripted_runs_are_deterministic_whatever_the_batch_size(tmp_path):
     assert sorted(runs[0], key=key) == sorted(runs[1], key=key) == sorted(runs[2], key=key)
     assert any(r["faults"] for r in runs[0]), "fault_rate 0.3 should fire some faults"
     # another seed draws other faults and noise
-    run_eval(NoisyReferencePolicy(0.3), _config(seed=1), tmp_path / "d", progress=False)
+    run_eval(NoisyReferencePolicy(0.3, near_miss=near_miss), _config(seed=1), tmp_path / "d", progress=False)
     assert sorted(_strip(load_episodes(tmp_path / "d" / "episodes.jsonl")), key=key) != sorted(runs[0], key=key)
+
+
+def test_near_miss_reference_slips_on_the_reference_call_and_recovers(tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = cli.main(["eval", "--env", SUPPORT, "--policy", "near-miss-reference:0.3", "--policy", "noisy-reference:0.3",
+                     "--tasks", "6", "--samples", "1", "--faults", "none", "--out", str(out), "--no-progress"])
+    assert code == 0
+    near = json.loads((out / "near-miss-reference-0.3" / "results.json").read_text())
+    noisy = json.loads((out / "noisy-reference-0.3" / "results.json").read_text())
+    assert near["config"]["policy"] == {"policy": "noisy-reference", "p": 0.3, "near_miss": 1.0}
+    assert noisy["config"]["policy"] == {"policy": "noisy-reference", "p": 0.3}  # as before near misses existed
+    episodes = load_episodes(out / "near-miss-reference-0.3" / "episodes.jsonl")
+    assert any(not step["ok"] for ep in episodes for step in ep["steps"]), "p=0.3 should make rejected calls"
+    assert any(ep["success"] for ep in episodes)
+
+    # a slip is the reference's own call with one argument changed
+    env = gymnasium.make(SUPPORT)
+    prompt, info = env.reset(seed=0, options={"task_seed": 0, "split": "heldout"})
+    episode = Episode(env=env, prompt=prompt, info=info, rng=np.random.default_rng(0))
+    reference = json.loads(env.unwrapped.reference_action())
+    slip = json.loads(NoisyReferencePolicy(1.0, near_miss=1.0).act([episode])[0].text)
+    assert slip["name"] == reference["name"] and slip != reference
 
 
 class _Interrupting:

@@ -15,8 +15,8 @@ import pytest
 from envs.core import FaultConfig
 from envs.policies import DoNothingPolicy, ReferencePolicy
 from envs.spreadsheet.env import SpreadsheetEnv
-from envs.spreadsheet.goals import Dedupe
 from envs.spreadsheet.formulas import col_letter
+from envs.spreadsheet.goals import Dedupe
 from envs.spreadsheet.xlsx import from_xlsx, to_xlsx
 
 KINDS = SpreadsheetEnv.fault_kinds

@@ -20,6 +20,8 @@ POLICY_HELP = """\
 policy specs (repeat --policy to evaluate several; each gets its own folder under --out):
   reference                the env's privileged reference plan (ceiling; should score 1)
   noisy-reference[:P]      reference with each action replaced by a random one with probability P (default 0.2)
+  near-miss-reference[:P]  reference with each action replaced by a near miss with probability P (default 0.2):
+                           its own call with one argument wrong (misspelt name, typo, wrong id or number)
   random                   random tool calls with arguments of the right types (floor)
   do-nothing               calls the finish tool at once (a no-op must score 0)
   model:PATH_OR_HUB_NAME   a transformers causal LM (batched generation across episodes)
@@ -125,12 +127,12 @@ def make_policy(spec: str, args: Any, cache: dict[str, Any] | None = None):
     name, _, arg = spec.partition(":")
     if name in ("reference", "random", "do-nothing") and not arg:
         return pol.SCRIPTED_POLICIES[name]()
-    if name == "noisy-reference":
+    if name in ("noisy-reference", "near-miss-reference"):
         try:
             p = float(arg) if arg else 0.2
         except ValueError:
-            raise ValueError(f"{spec}: P must be a probability such as noisy-reference:0.2, got {arg!r}") from None
-        return pol.NoisyReferencePolicy(p)
+            raise ValueError(f"{spec}: P must be a probability such as {name}:0.2, got {arg!r}") from None
+        return pol.NoisyReferencePolicy(p, near_miss=1.0 if name == "near-miss-reference" else 0.0)
     if name in ("model", "smollm2") and (arg or name == "smollm2"):
         if name == "model" and arg.startswith(("/", "./", "../", "~")) and not Path(arg).expanduser().exists():
             raise ValueError(f"{spec}: no such folder {arg!r}; give a checkpoint folder or a hub name like "
@@ -160,8 +162,8 @@ def make_policy(spec: str, args: Any, cache: dict[str, Any] | None = None):
                                 temperature=args.temperature, max_tokens=args.max_new_tokens,
                                 concurrency=args.concurrency)
     raise ValueError(
-        f"unknown policy spec {spec!r}; use one of reference, noisy-reference[:P], random, do-nothing, "
-        "model:PATH, smollm2, openai:MODEL, optionally prefixed by scaffold+ or best-of-K+ "
+        f"unknown policy spec {spec!r}; use one of reference, noisy-reference[:P], near-miss-reference[:P], "
+        "random, do-nothing, model:PATH, smollm2, openai:MODEL, optionally prefixed by scaffold+ or best-of-K+ "
         "(see `recoverygym eval --help`)"
     )
 

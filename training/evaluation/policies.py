@@ -58,29 +58,40 @@ class ReferencePolicy(_Scripted):
 
 
 # envs.policies.NoisyReferencePolicy and RandomPolicy keep one RNG for their whole life, so what an episode gets
-# would depend on the episodes played before it (and so on batching and resuming). Here the same random call,
-# envs.policies.random_call, draws from the episode's own RNG instead.
+# would depend on the episodes played before it (and so on batching and resuming). Here the same mistakes,
+# envs.policies.random_call and near_miss_call, draw from the episode's own RNG instead.
 
 
 class NoisyReferencePolicy(_Scripted):
-    """The reference policy, but each action is replaced by a random one with probability ``p``.
+    """The reference policy, but each action is replaced by a mistake with probability ``p``.
 
-    Measures how well the task and its checker tolerate (and the env's reference recovers from) off-plan actions.
+    A mistake is a random tool call, or with probability ``near_miss`` a near miss (``envs.policies.near_miss_call``:
+    the reference's own call with one argument wrong, which the environment rejects with a specific message or, when
+    the wrong value is valid, lets through to be undone). Measures how well the task and its checker tolerate (and the
+    env's reference recovers from) off-plan actions.
     """
 
-    def __init__(self, p: float = 0.2):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"noisy reference: p is a probability in [0, 1], got {p}")
-        self.p = p
-        self.name = f"noisy-reference-{p:g}"
+    def __init__(self, p: float = 0.2, near_miss: float = 0.0):
+        if not 0.0 <= p <= 1.0 or not 0.0 <= near_miss <= 1.0:
+            raise ValueError(f"noisy reference: p and near_miss are probabilities in [0, 1], got {p} and {near_miss}")
+        self.p, self.near_miss = p, near_miss
+        if near_miss == 1.0:
+            self.name = f"near-miss-reference-{p:g}"
+        else:
+            self.name = f"noisy-reference-{p:g}" + (f"-near{near_miss:g}" if near_miss else "")
 
     def _act(self, episode: Episode) -> str:
         if episode.rng.random() < self.p:
+            if self.near_miss and episode.rng.random() < self.near_miss:
+                return env_policies.near_miss_call(episode.env, episode.last_observation, episode.rng)
             return env_policies.random_call(episode.env, episode.last_observation, episode.rng)
         return episode.env.unwrapped.reference_action()
 
     def config(self) -> dict[str, Any]:
-        return {"policy": "noisy-reference", "p": self.p}
+        config: dict[str, Any] = {"policy": "noisy-reference", "p": self.p}
+        if self.near_miss:  # absent at 0, so folders written before near misses existed still resume
+            config["near_miss"] = self.near_miss
+        return config
 
 
 class RandomPolicy(_Scripted):
