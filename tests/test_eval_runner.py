@@ -276,6 +276,31 @@ def test_cli_refuses_to_mix_configs_in_one_folder_and_keeps_what_is_there(tmp_pa
     assert (out / "random" / "episodes.jsonl").read_bytes() == before
 
 
+def test_more_tasks_or_samples_in_a_folder_adds_only_the_missing_episodes(tmp_path, capsys):
+    def argv(out, tasks, samples):
+        return ["eval", "--env", SUPPORT, "--policy", "noisy-reference:0.3", "--tasks", str(tasks), "--samples",
+                str(samples), "--faults", "none,all", "--out", str(out), "--no-progress"]
+
+    assert cli.main(argv(tmp_path / "grown", 2, 1)) == 0
+    folder = tmp_path / "grown" / "noisy-reference-0.3"
+    first = (folder / "episodes.jsonl").read_text()
+    assert cli.main(argv(tmp_path / "grown", 4, 2)) == 0
+    grown = (folder / "episodes.jsonl").read_text()
+    assert grown.startswith(first)  # the first run's episodes were kept, not re-run
+    assert cli.main(argv(tmp_path / "fresh", 4, 2)) == 0
+    fresh = load_episodes(tmp_path / "fresh" / "noisy-reference-0.3" / "episodes.jsonl")
+
+    def key(r):
+        return r["fault_kind"], r["task_seed"], r["sample"]
+
+    assert sorted(_strip(load_episodes(folder / "episodes.jsonl")), key=key) == sorted(_strip(fresh), key=key)
+    results = json.loads((folder / "results.json").read_text())
+    assert results["episodes"] == 16 and results["config"]["eval"]["tasks"] == 4
+    assert cli.main(argv(tmp_path / "grown", 3, 2)) == 2  # fewer tasks than the folder holds: refused
+    assert "different config" in capsys.readouterr().err
+    assert (folder / "episodes.jsonl").read_text() == grown
+
+
 def test_evaluation_package_imports_without_torch():
     code = ("import sys; import training.evaluation.cli, training.evaluation.runner, training.evaluation.report, "
             "training.evaluation.viewer, training.evaluation.policies, training.evaluation.openai_policy, "

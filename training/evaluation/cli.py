@@ -55,7 +55,8 @@ def build_eval_parser() -> argparse.ArgumentParser:
         prog="recoverygym eval",
         description="Evaluate policies on recoverygym environments, n samples per task, with and without faults.\n"
         "Finished episodes are appended to OUT/<policy>/episodes.jsonl as they finish: re-running the same\n"
-        "command after an interruption skips them. Metrics go to OUT/<policy>/results.json; turn them into a\n"
+        "command after an interruption skips them, and so does re-running it with more --tasks or --samples.\n"
+        "Metrics go to OUT/<policy>/results.json; turn them into a\n"
         "report with `recoverygym report OUT/* --out DIR`. Metric definitions: docs/evaluation.md.",
         epilog=POLICY_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,

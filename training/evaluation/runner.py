@@ -8,7 +8,8 @@ Output folder layout::
 
 Every episode has a key ``(env_id, split, fault_kind, task_seed, sample)`` and a seed derived from it and the run
 seed, so an episode's result does not depend on which other episodes ran, in which order or batch: re-running an
-interrupted evaluation skips the keys already in ``episodes.jsonl`` and gives the same results.
+interrupted evaluation skips the keys already in ``episodes.jsonl`` and gives the same results, and re-running it
+with more tasks or samples (everything else the same) runs only the episodes it lacks.
 """
 
 from __future__ import annotations
@@ -276,6 +277,17 @@ def _record(slot: _Slot, policy: Policy, base_seed: int) -> dict[str, Any]:
 # The run
 
 
+GROWABLE = ("tasks", "samples")  # raising these only adds episodes: every key's seed depends on the key alone
+
+
+def _grows(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether ``new`` is ``old`` with more tasks and/or samples, so its episodes are a superset of ``old``'s."""
+    def rest(doc):
+        return doc | {"eval": {k: v for k, v in doc.get("eval", {}).items() if k not in GROWABLE}}
+
+    return rest(old) == rest(new) and all(new["eval"].get(k, 0) >= old["eval"].get(k, 0) for k in GROWABLE)
+
+
 def _check_resume(out: Path, config_doc: dict[str, Any], overwrite: bool) -> None:
     path = out / "config.json"
     if overwrite:
@@ -284,11 +296,12 @@ def _check_resume(out: Path, config_doc: dict[str, Any], overwrite: bool) -> Non
     elif path.exists():
         old = json.loads(path.read_text())
         old.get("eval", {}).setdefault("task_offset", 0)  # folders written before the field existed
-        if old != config_doc:
+        if old != config_doc and not _grows(old, config_doc):
             changed = sorted(k for k in set(old) | set(config_doc) if old.get(k) != config_doc.get(k))
             raise ValueError(
                 f"{out} holds an evaluation with a different config (differs in: {', '.join(changed)}); "
-                "resume only with the same settings, or pass --overwrite (overwrite=True) or another --out"
+                "resume only with the same settings (or more --tasks / --samples, which adds the missing "
+                "episodes), or pass --overwrite (overwrite=True) or another --out"
             )
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config_doc, indent=2, sort_keys=True))
