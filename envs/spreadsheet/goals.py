@@ -347,41 +347,48 @@ class Dedupe(Goal):
                 for i, rec in enumerate(records) for role in lay.roles}
 
     def plan(self, env):
-        """Delete the repeated rows (and empty rows inside the table), bottom up; then put back any record a wrong
-        deletion lost, typed in from the records, where it belongs (its place in the original order, or the table's
-        end when a sort follows). A record whose only row is out of order is deleted and put back the same way."""
-        lay, book, records = env.task.layout, env.state.book, env.state.records
-        index = {rec["id"]: i for i, rec in enumerate(records)}
-        seen, drop, rows, blank = set(), [], [], []  # rows: (row, record index) of each record's first occurrence
-        for r in range(lay.first, book.extent(lay.sheet)[0] + 1):
-            v = book.cell_value(lay.sheet, r, lay.col("id"))
-            if v in seen:
-                drop.append(r)
-            elif v is None:
-                blank.append(r)
-            else:
-                seen.add(v)
-                if v in index:
-                    rows.append((r, index[v]))
-        if rows:  # empty rows inside the table (a stray insert) go too
-            drop += [r for r in blank if r < rows[-1][0] and not any(
-                book.cell_value(lay.sheet, r, c) is not None for c in range(1, len(lay.roles) + 1))]
-        keep = _in_order(rows) if self.ordered else rows
-        drop += sorted({r for r, _ in rows} - {r for r, _ in keep})
-        calls = [ToolCall("delete_rows", {"sheet": lay.sheet, "first_row": r, "count": 1})
-                 for r in sorted(drop, reverse=True)]
-        kept = {i for _, i in keep}
-        lost = [i for i in range(len(records)) if i not in kept]
-        if self.ordered:  # runs of consecutive records, each at its place: row `first + i` holds record i
-            runs = [(run[0], run) for run in _consecutive(lost)]
-        else:  # a sort puts them in place: after the kept rows
-            runs = [(len(keep), lost)] if lost else []
-        for start, run in runs:
-            row = lay.first + start
-            calls.append(ToolCall("insert_rows", {"sheet": lay.sheet, "before_row": row, "count": len(run)}))
-            calls.append(ToolCall("write_values", {"cells": f"{lay.sheet}!A{row}",
-                                                   "values": [list(_rec_tuple(env.task, records[i])) for i in run]}))
-        return calls
+        return table_rows(env, self.ordered)
+
+
+def table_rows(env, ordered: bool) -> list[ToolCall]:
+    """Calls that make the data table's rows the records again: delete repeated rows and empty rows inside the
+    table, bottom up; then put back any record a wrong deletion lost, typed in from the records, where it belongs
+    (its place in the original order when ``ordered``, else after the other rows, for the sort that follows). A
+    record whose only row is out of order is deleted and put back the same way. Nothing when the rows are right."""
+    lay, book, records = env.task.layout, env.state.book, env.state.records
+    if not records:  # a task from a user's files: no data table
+        return []
+    index = {rec["id"]: i for i, rec in enumerate(records)}
+    seen, drop, rows, blank = set(), [], [], []  # rows: (row, record index) of each record's first occurrence
+    for r in range(lay.first, book.extent(lay.sheet)[0] + 1):
+        v = book.cell_value(lay.sheet, r, lay.col("id"))
+        if v in seen:
+            drop.append(r)
+        elif v is None:
+            blank.append(r)
+        else:
+            seen.add(v)
+            if v in index:
+                rows.append((r, index[v]))
+    if rows:  # empty rows inside the table (a stray insert) go too
+        drop += [r for r in blank if r < rows[-1][0] and not any(
+            book.cell_value(lay.sheet, r, c) is not None for c in range(1, len(lay.roles) + 1))]
+    keep = _in_order(rows) if ordered else rows
+    drop += sorted({r for r, _ in rows} - {r for r, _ in keep})
+    calls = [ToolCall("delete_rows", {"sheet": lay.sheet, "first_row": r, "count": 1})
+             for r in sorted(drop, reverse=True)]
+    kept = {i for _, i in keep}
+    lost = [i for i in range(len(records)) if i not in kept]
+    if ordered:  # runs of consecutive records, each at its place: row `first + i` holds record i
+        runs = [(run[0], run) for run in _consecutive(lost)]
+    else:
+        runs = [(len(keep), lost)] if lost else []
+    for start, run in runs:
+        row = lay.first + start
+        calls.append(ToolCall("insert_rows", {"sheet": lay.sheet, "before_row": row, "count": len(run)}))
+        calls.append(ToolCall("write_values", {"cells": f"{lay.sheet}!A{row}",
+                                               "values": [list(_rec_tuple(env.task, records[i])) for i in run]}))
+    return calls
 
 
 def _consecutive(numbers: list[int]) -> list[list[int]]:

@@ -1,8 +1,9 @@
 """The privileged reference plan: the calls that take the *current* state to a state the checker accepts.
 
-The plan is computed by running the tools on a scratch copy of the environment, phase by phase: remove repeated
-rows, repair cells that must not have changed and clear stray cells (a seeded mistake, a misplaced write), then
-every goal not met yet, then ``finish``. Because it plans from any state, the core can re-plan after a coworker's
+The plan is computed by running the tools on a scratch copy of the environment, phase by phase: make the table's
+rows the records again (remove repeated and empty rows, put back rows a wrong deletion lost), repair cells that must
+not have changed and clear stray cells (a seeded mistake, a misplaced write), then every goal not met yet, then
+``finish``. Because it plans from any state, the core can re-plan after a coworker's
 edit or a fault; because each goal plans only the cells still wrong (``goals.py``), a re-plan redoes nothing.
 """
 
@@ -13,7 +14,7 @@ import copy
 from envs.core.tools import ToolCall
 from envs.spreadsheet.checker import _damage, _live_check, _strays, stray_keys
 from envs.spreadsheet.formulas import Formula, col_letter
-from envs.spreadsheet.goals import Dedupe, InPlace, SortRows, rows_by_id, same_value
+from envs.spreadsheet.goals import Dedupe, InPlace, SortRows, rows_by_id, same_value, table_rows
 
 
 def scratch_env(env):
@@ -40,8 +41,8 @@ def _repairs(env) -> list[ToolCall]:
     book, lay = state.book, task.layout
     want = dict(task.static)
     want.update(((lay.sheet, 1, j), h) for j, h in enumerate(lay.headers, start=1))
-    # Each record's row: found by its id where a sort moves rows, else its place (a dedupe ran first, so row i
-    # holds record i, and a deleted row shifts the rest, which are then all retyped).
+    # Each record's row: found by its id where a sort moves rows, else its place (table_rows ran first, so row i
+    # holds record i).
     owned = {g.role for g in task.goals if isinstance(g, InPlace)}
     found = rows_by_id(state, task) if any(isinstance(g, SortRows) for g in task.goals) else None
     for i, rec in enumerate(state.records):
@@ -87,9 +88,7 @@ def reference_plan(env) -> list[ToolCall]:
             getattr(twin, call.name)(**call.arguments)  # a ToolError here is a bug in the planner: let it raise
             calls.append(call)
 
-    for goal in env.task.goals:
-        if isinstance(goal, Dedupe):
-            run(goal.plan(twin))
+    run(table_rows(twin, ordered=not any(isinstance(g, SortRows) for g in env.task.goals)))  # dedupes, too
     run(_repairs(twin))
     for goal in env.task.goals:
         if not isinstance(goal, Dedupe) and not _goal_met(twin, goal):
