@@ -397,11 +397,11 @@ def _consecutive(numbers: list[int]) -> list[list[int]]:
 
 
 def _in_order(rows: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The longest run of ``(row, record index)`` pairs, in row order, whose record indices increase (the earliest
-    such run on ties): the rows that can stay where they are."""
+    """The longest subsequence of ``(row, record index)`` pairs, in row order, whose record indices increase (the
+    earliest on ties): the rows that can stay where they are."""
     if all(a[1] < b[1] for a, b in itertools.pairwise(rows)):
         return rows
-    best: list[list[tuple[int, int]]] = []  # best[k]: the longest increasing run ending at rows[k]
+    best: list[list[tuple[int, int]]] = []  # best[k]: the longest increasing subsequence ending at rows[k]
     for k, (r, i) in enumerate(rows):
         before = [best[j] for j in range(k) if rows[j][1] < i]
         best.append(max(before, key=len, default=[]) + [(r, i)])
