@@ -231,6 +231,16 @@ def _table_mistakes(env):
     return mistakes
 
 
+def test_rows_that_stay_are_the_longest_in_order_subsequence():
+    from envs.spreadsheet.goals import _consecutive, _in_order
+
+    assert _in_order([(2, 0), (3, 1), (4, 3)]) == [(2, 0), (3, 1), (4, 3)]  # record 2 lost: nothing moves
+    assert _in_order([(2, 0), (3, 2), (4, 1), (5, 3)]) == [(2, 0), (3, 2), (5, 3)]  # record 1 out of place
+    assert _in_order([(2, 3), (3, 0), (4, 1), (5, 2)]) == [(3, 0), (4, 1), (5, 2)]
+    assert _in_order([]) == []
+    assert _consecutive([1, 2, 5, 7, 8]) == [[1, 2], [5], [7, 8]]
+
+
 @pytest.mark.parametrize("split", ["train", "heldout"])
 def test_reference_repairs_a_wrong_row_deletion_insertion_or_cell_write(split):
     """The reference puts lost records back from what it read (in their order, or before a sort), removes empty
