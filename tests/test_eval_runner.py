@@ -308,6 +308,15 @@ def test_evaluation_package_imports_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_up_to_twenty_runs_get_distinct_colours_the_first_ten_matplotlibs_own():
+    from matplotlib.colors import to_rgba
+
+    from training.evaluation.report import _colour
+
+    assert [_colour(i) for i in range(10)] == [to_rgba(f"C{i}") for i in range(10)]
+    assert len({_colour(i) for i in range(20)}) == 20
+
+
 def test_shared_legend_takes_each_runs_colour_from_a_panel_where_it_has_bars():
     import matplotlib
 

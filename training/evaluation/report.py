@@ -81,6 +81,13 @@ def _err(rate: float, ci: Sequence[float]) -> tuple[float, float]:
     return max(0.0, rate - ci[0]), max(0.0, ci[1] - rate)
 
 
+def _colour(i: int) -> tuple[float, float, float, float]:
+    """Run ``i``'s colour: matplotlib's ten default colours, then their light variants, so up to 20 runs differ."""
+    from matplotlib import colormaps
+
+    return colormaps["tab20"]((2 * i + i // 10) % 20)  # tab20's even entries are the default ten
+
+
 def _envs(runs: Sequence[Run]) -> list[str]:
     return sorted({ep["env_id"] for run in runs for ep in run.episodes})
 
@@ -132,7 +139,7 @@ def plot_success(runs: Sequence[Run], path: Path) -> None:
                     below, above = _err(r["success_rate"], r["success_ci95"])
                     lo.append(below)
                     hi.append(above)
-            ax.bar(xs, ys, width, yerr=[lo, hi] if xs else None, capsize=2, label=run.label, color=f"C{i % 10}")
+            ax.bar(xs, ys, width, yerr=[lo, hi] if xs else None, capsize=2, label=run.label, color=_colour(i))
         names = [kind if len(splits) == 1 else f"{split}\n{kind}" for split, kind in settings]
         ax.set_xticks(range(len(settings)), names, fontsize=8)
         ax.set_ylim(0, 1.05)
@@ -164,8 +171,8 @@ def plot_pass_k(runs: Sequence[Run], path: Path) -> None:
                 r = summarize_group(eps)
                 ks = list(r["pass_hat_k"])
                 k_max = max(k_max, *ks)
-                ax.plot(ks, list(r["pass_hat_k"].values()), "-o", color=f"C{i % 10}", markersize=4, label=run.label)
-                ax.plot(ks, list(r["pass_at_k"].values()), "--", color=f"C{i % 10}", alpha=0.5)
+                ax.plot(ks, list(r["pass_hat_k"].values()), "-o", color=_colour(i), markersize=4, label=run.label)
+                ax.plot(ks, list(r["pass_at_k"].values()), "--", color=_colour(i), alpha=0.5)
             ax.set_xticks(range(1, k_max + 1))
             ax.set_xlabel("k")
             ax.set_ylabel("pass^k (solid), pass@k (dashed)", fontsize=8)
@@ -191,7 +198,7 @@ def plot_compounding(runs: Sequence[Run], path: Path) -> None:
             curve = success_by_required_steps(eps)
             err = list(zip(*(_err(c["success_rate"], c["ci95"]) for c in curve.values()), strict=True))
             ax.errorbar(list(curve), [c["success_rate"] for c in curve.values()], yerr=err, marker="o", capsize=2,
-                        label=run.label, color=f"C{i % 10}")
+                        label=run.label, color=_colour(i))
         ax.set_xlabel("required steps")
         ax.set_ylabel("success rate")
         ax.set_ylim(-0.02, 1.05)
@@ -221,7 +228,7 @@ def plot_recovery(runs: Sequence[Run], path: Path) -> bool:
             ys = [s[k]["recovery_rate"] for k in kinds if k in s]
             err = [_err(s[k]["recovery_rate"], s[k]["recovery_rate_ci95"]) for k in kinds if k in s]
             ax.bar(xs, ys, width, yerr=list(zip(*err, strict=True)) if err else None, capsize=2, label=run.label,
-                   color=f"C{i % 10}")
+                   color=_colour(i))
         ax.set_xticks(range(len(kinds)), [k.replace("_", "\n") for k in kinds], fontsize=8)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("recovery rate")
