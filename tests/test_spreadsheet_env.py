@@ -223,6 +223,8 @@ def _table_mistakes(env):
         "deletes two rows": call("delete_rows", sheet=lay.sheet, first_row=lay.first + unique, count=2),
         "inserts empty rows in the table": call("insert_rows", sheet=lay.sheet, before_row=lay.first + 1, count=2),
         "overwrites a data cell": call("write_values", cells=f"{lay.sheet}!B{lay.first + unique}", values=[[999]]),
+        "overwrites a record's id": call("write_values", cells=f"{lay.sheet}!A{lay.first + unique}",
+                                         values=[["Z-0000"]]),
     }
     repeated = [i for i, v in enumerate(ids) if ids.count(v) > 1]
     if repeated:
@@ -244,7 +246,7 @@ def test_rows_that_stay_are_the_longest_in_order_subsequence():
 @pytest.mark.parametrize("split", ["train", "heldout"])
 def test_reference_repairs_a_wrong_row_deletion_insertion_or_cell_write(split):
     """The reference puts lost records back from what it read (in their order, or before a sort), removes empty
-    rows it finds inside the table, and retypes a damaged record cell: each such wrong first write, then the
+    rows it finds inside the table, and retypes a damaged record cell or id: each such wrong first write, then the
     reference to the end, solves the task, for every template."""
     env, policy, templates, dedupes = SpreadsheetEnv(), ReferencePolicy(), set(), 0
     for k in range(40):

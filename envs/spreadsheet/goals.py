@@ -351,15 +351,16 @@ class Dedupe(Goal):
 
 
 def table_rows(env, ordered: bool) -> list[ToolCall]:
-    """Calls that make the data table's rows the records again: delete repeated rows and empty rows inside the
-    table, bottom up; then put back any record a wrong deletion lost, typed in from the records, where it belongs
-    (its place in the original order when ``ordered``, else after the other rows, for the sort that follows). A
-    record whose only row is out of order is deleted and put back the same way. Nothing when the rows are right."""
+    """Calls that make the data table's rows the records again: type back an id overwritten by mistake (the row's
+    other cells still say whose it is); delete repeated rows and empty rows inside the table, bottom up; then put
+    back any record a wrong deletion lost, typed in from the records, where it belongs (its place in the original
+    order when ``ordered``, else after the other rows, for the sort that follows). A record whose only row is out of
+    order is deleted and put back the same way. Nothing when the rows are right."""
     lay, book, records = env.task.layout, env.state.book, env.state.records
     if not records:  # a task from a user's files: no data table
         return []
     index = {rec["id"]: i for i, rec in enumerate(records)}
-    seen, drop, rows, blank = set(), [], [], []  # rows: (row, record index) of each record's first occurrence
+    seen, drop, rows, blank, unknown = set(), [], [], [], []  # rows: (row, record index), first occurrences
     for r in range(lay.first, book.extent(lay.sheet)[0] + 1):
         v = book.cell_value(lay.sheet, r, lay.col("id"))
         if v in seen:
@@ -370,13 +371,21 @@ def table_rows(env, ordered: bool) -> list[ToolCall]:
             seen.add(v)
             if v in index:
                 rows.append((r, index[v]))
+            else:
+                unknown.append(r)
+    calls = []
+    for r, i in _damaged_ids(env, unknown, [i for i in range(len(records)) if records[i]["id"] not in seen]):
+        calls.append(ToolCall("write_values", {"cells": f"{lay.sheet}!{lay.letter('id')}{r}",
+                                               "values": [[records[i]["id"]]]}))
+        rows.append((r, i))
+    rows.sort()
     if rows:  # empty rows inside the table (a stray insert) go too
         drop += [r for r in blank if r < rows[-1][0] and not any(
             book.cell_value(lay.sheet, r, c) is not None for c in range(1, len(lay.roles) + 1))]
     keep = _in_order(rows) if ordered else rows
     drop += sorted({r for r, _ in rows} - {r for r, _ in keep})
-    calls = [ToolCall("delete_rows", {"sheet": lay.sheet, "first_row": r, "count": 1})
-             for r in sorted(drop, reverse=True)]
+    calls += [ToolCall("delete_rows", {"sheet": lay.sheet, "first_row": r, "count": 1})
+              for r in sorted(drop, reverse=True)]
     kept = {i for _, i in keep}
     lost = [i for i in range(len(records)) if i not in kept]
     if ordered:  # runs of consecutive records, each at its place: row `first + i` holds record i
@@ -389,6 +398,22 @@ def table_rows(env, ordered: bool) -> list[ToolCall]:
         calls.append(ToolCall("write_values", {"cells": f"{lay.sheet}!A{row}",
                                                "values": [list(_rec_tuple(env.task, records[i])) for i in run]}))
     return calls
+
+
+def _damaged_ids(env, unknown: list[int], missing: list[int]) -> list[tuple[int, int]]:
+    """``(row, record index)`` for rows whose id is no record's but whose other cells are mostly a missing record's:
+    an id overwritten by mistake, to be typed back rather than the record put in again."""
+    lay, book, records = env.task.layout, env.state.book, env.state.records
+    others = [role for role in lay.roles if role != "id"]
+    found = []
+    for r in unknown:
+        score = {i: sum(same_value(book.cell_value(lay.sheet, r, lay.col(role)), records[i][role]) for role in others)
+                 for i in missing}
+        best = max(score, key=score.get, default=None)
+        if best is not None and 2 * score[best] > len(others):
+            found.append((r, best))
+            missing = [i for i in missing if i != best]
+    return found
 
 
 def _consecutive(numbers: list[int]) -> list[list[int]]:
