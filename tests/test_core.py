@@ -184,6 +184,23 @@ def test_concurrent_edit_rejects_the_write_and_the_reference_does_not_repeat_it(
     assert len(log) == 1 + 1 + 2 + 1  # conflict, read back, the two amounts left, finish
 
 
+def test_an_off_plan_write_re_plans_only_if_it_changed_something():
+    class Counting(LedgerEnv):
+        plans = 0
+
+        def _reference_plan(self):
+            Counting.plans += 1
+            return super()._reference_plan()
+
+    env = Counting()
+    env.reset(seed=0, options={"task_seed": 0})
+    planned = env.reference_action()
+    obs, *_ = env.step(call("append", amount=-1))  # a slip the tool rejects: the plan stands
+    assert obs.startswith("error: ") and env.reference_action() == planned and Counting.plans == 1
+    env.step(call("append", amount=7))  # a wrong write that went through: plan again, from the new state
+    assert env.reference_action() == call("pop") and Counting.plans == 2
+
+
 def test_seeded_error_is_drawn_from_the_task_and_repaired():
     env = LedgerEnv(faults=FaultConfig.only("seeded_error", 1.0))
     starts = set()

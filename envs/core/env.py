@@ -342,7 +342,7 @@ class ToolEnv(gymnasium.Env[str, str]):
                     "before retrying.")
         self._snapshot_before_write()
         observation = self._run(spec, call)
-        self._advance(call, write=True)
+        self._advance(call, write=not observation.startswith("error: "))  # a rejected write changed nothing
         return observation
 
     def _run(self, spec: ToolSpec, call: ToolCall) -> str:
