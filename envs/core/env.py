@@ -330,7 +330,7 @@ class ToolEnv(gymnasium.Env[str, str]):
             applied = bool(rng.random() < 0.5)
             if applied:  # a write that fails validation is not applied either way
                 self._snapshot_before_write()
-                applied = not self._run(spec, call).startswith("error: ")
+                applied = not _rejected(self._run(spec, call))
             self._record("write_timeout", call, applied=applied)
             if self._plan and self._plan[0] == call:  # the reference's own write: the read-back tells it whether
                 if applied:  # the plan's next call is this one again or the one after
@@ -342,10 +342,11 @@ class ToolEnv(gymnasium.Env[str, str]):
                     "before retrying.")
         self._snapshot_before_write()
         observation = self._run(spec, call)
-        self._advance(call, write=not observation.startswith("error: "))  # a rejected write changed nothing
+        self._advance(call, write=not _rejected(observation))  # a rejected write changed nothing
         return observation
 
     def _run(self, spec: ToolSpec, call: ToolCall) -> str:
+        """The tool's answer; a ``ToolError`` (the call was refused and changed nothing) as ``error: <message>``."""
         try:
             result = spec.function(self, **call.arguments)
         except ToolError as err:
@@ -388,3 +389,8 @@ class ToolEnv(gymnasium.Env[str, str]):
             self._plan.pop(0)
         elif write:  # an off-plan change: the plan is stale
             self._plan = None
+
+
+def _rejected(observation: str) -> bool:
+    """Whether ``ToolEnv._run`` answered with a refusal: the tool raised ``ToolError`` and changed nothing."""
+    return observation.startswith("error: ")
