@@ -35,6 +35,11 @@ def _runs(keys) -> list[tuple[str, int, int, int]]:
     return out
 
 
+def _rows_move(task) -> bool:
+    """Whether the task sorts the table, so records are found by id rather than by their original place."""
+    return any(isinstance(g, SortRows) for g in task.goals)
+
+
 def _repairs(env) -> list[ToolCall]:
     """Restore damaged cells (values typed back, formulas re-set) and clear strays."""
     task, state = env.task, env.state
@@ -44,7 +49,7 @@ def _repairs(env) -> list[ToolCall]:
     # Each record's row: found by its id where a sort moves rows, else its place (table_rows ran first, so row i
     # holds record i).
     owned = {g.role for g in task.goals if isinstance(g, InPlace)}
-    found = rows_by_id(state, task) if any(isinstance(g, SortRows) for g in task.goals) else None
+    found = rows_by_id(state, task) if _rows_move(task) else None
     for i, rec in enumerate(state.records):
         row = lay.first + i if found is None else found.get(rec["id"])
         for role in lay.roles:
@@ -88,7 +93,7 @@ def reference_plan(env) -> list[ToolCall]:
             getattr(twin, call.name)(**call.arguments)  # a ToolError here is a bug in the planner: let it raise
             calls.append(call)
 
-    run(table_rows(twin, ordered=not any(isinstance(g, SortRows) for g in env.task.goals)))  # dedupes, too
+    run(table_rows(twin, ordered=not _rows_move(env.task)))  # dedupes, too
     run(_repairs(twin))
     for goal in env.task.goals:
         if not isinstance(goal, Dedupe) and not _goal_met(twin, goal):
