@@ -172,3 +172,50 @@ def test_repeated_rejections_count_unchanged_retries_of_calls_the_env_rejected_n
     s = m.summarize_group([_episode(False, steps=steps), _episode(True)])
     assert s["repeated_rejection_rate"] == pytest.approx(1 / 4)
     assert m.summarize_group([_episode(True)])["repeated_rejection_rate"] is None
+
+
+@pytest.mark.parametrize(
+    ("better", "worse", "p"),
+    [
+        (4, 0, 0.125),  # 2 * (1/2)^4
+        (0, 4, 0.125),
+        (1, 5, 2 * 7 / 64),  # 2 * (C(6,0) + C(6,1)) / 2^6
+        (3, 3, 1.0),
+        (0, 0, 1.0),  # nothing differs: no evidence either way
+        (10, 0, 2 / 1024),
+    ],
+)
+def test_sign_test_matches_hand_computed(better, worse, p):
+    assert m.sign_test_p(better, worse) == pytest.approx(p)
+
+
+def test_paired_comparison_pairs_tasks_and_averages_samples():
+    def ep(task, success, score=None, sample=0, fault_kind="none"):
+        return {"env_id": "e", "split": "heldout", "fault_kind": fault_kind, "task_seed": task, "sample": sample,
+                "success": success, "score": 1.0 if success else (score or 0.0)}
+
+    base = [ep(0, False), ep(0, False, sample=1), ep(1, True), ep(1, True, sample=1), ep(2, False, 0.5),
+            ep(2, False, 0.5, sample=1), ep(3, True), ep(3, True, sample=1),
+            ep(9, True)]  # task 9 only in base: not paired
+    other = [ep(0, True), ep(0, False, sample=1), ep(1, True), ep(1, False, sample=1), ep(2, True),
+             ep(2, True, sample=1), ep(3, True), ep(3, True, sample=1),
+             ep(3, False, fault_kind="all")]  # another fault setting: another task
+    paired = m.paired_comparison(base, other, resamples=2000)
+    assert (paired["tasks"], paired["better"], paired["worse"], paired["same"]) == (4, 2, 1, 1)
+    assert paired["sign_test_p"] == pytest.approx(1.0)  # 2 vs 1 of 3
+    # per-task success differences: +0.5, -0.5, +1, 0; score differences: +0.5, -0.5, +0.5, 0
+    assert paired["success_diff"] == pytest.approx(1.0 / 4)
+    assert paired["score_diff"] == pytest.approx(0.5 / 4)
+    for key in ("success_diff", "score_diff"):
+        lo, hi = paired[f"{key}_ci95"]
+        assert -0.5 <= lo < paired[key] < hi <= 1.0
+    assert m.paired_comparison(base, other, resamples=2000) == paired  # seeded bootstrap
+    assert m.paired_comparison(base, [ep(7, True)]) is None
+
+
+def test_paired_comparison_of_identical_runs_is_zero_with_a_zero_interval():
+    eps = [{"env_id": "e", "split": "train", "fault_kind": "none", "task_seed": k, "sample": 0,
+            "success": k % 2 == 0, "score": float(k % 2 == 0)} for k in range(6)]
+    paired = m.paired_comparison(eps, eps)
+    assert (paired["better"], paired["worse"], paired["same"], paired["sign_test_p"]) == (0, 0, 6, 1.0)
+    assert paired["success_diff_ci95"] == [0.0, 0.0] and paired["score_diff_ci95"] == [0.0, 0.0]

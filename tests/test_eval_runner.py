@@ -202,8 +202,14 @@ def test_report_viewer_and_dataset_from_a_small_run(tmp_path):
     report = write_report(folders, tmp_path / "report", command="pytest")
     text = report.read_text()
     assert "Warning" not in text  # every run saw the same prompt for each task
-    for heading in ("Overview", "Success by split and fault kind", "Comparison", "pass^k", "Recovery", "Compounding"):
+    for heading in ("Overview", "Success by split and fault kind", "Comparison", "Paired on the same tasks",
+                    "pass^k", "Recovery", "Compounding"):
         assert heading in text
+    # the reference solves every task, do-nothing none: all 3 tasks of each env and fault setting are worse
+    section = text.split("### Paired")[1].split("\n## ")[0]
+    paired = [line.split(" | ") for line in section.splitlines() if "| do-nothing |" in line]
+    assert len(paired) == 2 * len(ENV_IDS) and all(cells[5] == "0 / 3 / 0" for cells in paired)
+    assert all(cells[6] == "0.25" and cells[7].startswith("-100.0 [-100.0, -100.0]") for cells in paired)
     assert "| reference |" in text and "| do-nothing |" in text
     for png in ("success_by_split_and_fault.png", "pass_k.png", "compounding_error.png", "recovery_by_fault.png"):
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"

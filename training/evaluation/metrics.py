@@ -19,6 +19,7 @@ __all__ = [
     "CHECK_FIRST_KINDS",
     "Z_95",
     "group_episodes",
+    "paired_comparison",
     "pass_at_k",
     "pass_at_k_curve",
     "pass_hat_k",
@@ -27,6 +28,7 @@ __all__ = [
     "recovery_stats",
     "recovery_turns",
     "repeated_rejections",
+    "sign_test_p",
     "success_by_required_steps",
     "summarize",
     "summarize_group",
@@ -108,6 +110,62 @@ def pass_hat_k_curve(counts: Sequence[tuple[int, int]]) -> dict[int, float]:
 def pass_at_k_curve(counts: Sequence[tuple[int, int]]) -> dict[int, float]:
     """pass@k for k = 1..n: the mean over tasks of 1 - C(n - c, k) / C(n, k)."""
     return _curve(counts, pass_at_k)
+
+
+def sign_test_p(better: int, worse: int) -> float:
+    """Exact two-sided sign test: the chance, if neither run were better, of a split of the ``better + worse``
+    tasks that differ at least as uneven as this one (ties dropped). With one sample per task this is the exact
+    McNemar test on the discordant tasks."""
+    if better < 0 or worse < 0:
+        raise ValueError(f"need non-negative counts, got better={better}, worse={worse}")
+    n = better + worse
+    tail = sum(math.comb(n, i) for i in range(min(better, worse) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def paired_comparison(base: Iterable[Mapping[str, Any]], other: Iterable[Mapping[str, Any]], *,
+                      resamples: int = 10_000, seed: int = 0) -> dict[str, Any] | None:
+    """``other`` against ``base`` on the tasks both ran: is the difference more than the luck of the draw?
+
+    Tasks ``(env_id, split, fault_kind, task_seed)`` are the unit. Each run's per-task success rate and mean score
+    are averaged over its samples of that task; ``better``/``worse``/``same`` count tasks on which ``other``'s
+    success rate is above, below or equal to ``base``'s, ``sign_test_p`` is the exact sign test on those counts,
+    and the two differences (``other - base``, means over tasks) get percentile intervals from a bootstrap that
+    resamples tasks (``resamples`` draws from ``numpy.random.default_rng(seed)``). None when no task is shared.
+    """
+    import numpy as np
+
+    def per_task(episodes):
+        groups: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
+        for ep in episodes:
+            groups[(ep["env_id"], ep["split"], ep["fault_kind"], ep["task_seed"])].append(ep)
+        return {key: (_mean([float(bool(ep["success"])) for ep in eps]), _mean([float(ep["score"]) for ep in eps]))
+                for key, eps in groups.items()}
+
+    a, b = per_task(base), per_task(other)
+    shared = sorted(set(a) & set(b), key=lambda key: tuple(map(str, key)))
+    if not shared:
+        return None
+    success = np.array([b[key][0] - a[key][0] for key in shared])
+    score = np.array([b[key][1] - a[key][1] for key in shared])
+    draws = np.random.default_rng(seed).integers(0, len(shared), size=(resamples, len(shared)))
+
+    def interval(diffs):
+        lo, hi = np.quantile(diffs[draws].mean(axis=1), [0.025, 0.975])
+        return [float(lo), float(hi)]
+
+    better, worse = int((success > 0).sum()), int((success < 0).sum())
+    return {
+        "tasks": len(shared),
+        "better": better,
+        "worse": worse,
+        "same": len(shared) - better - worse,
+        "sign_test_p": sign_test_p(better, worse),
+        "success_diff": float(success.mean()),
+        "success_diff_ci95": interval(success),
+        "score_diff": float(score.mean()),
+        "score_diff_ci95": interval(score),
+    }
 
 
 #: Fault kinds after which the state is uncertain (a write timed out, or someone else changed the records): the

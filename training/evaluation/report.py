@@ -15,10 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.evaluation.metrics import success_by_required_steps, summarize, summarize_group, wilson_interval
+from training.evaluation.metrics import (
+    group_episodes,
+    paired_comparison,
+    success_by_required_steps,
+    summarize,
+    summarize_group,
+    wilson_interval,
+)
 from training.evaluation.runner import load_episodes
 
-__all__ = ["Run", "load_run", "overview_table", "prompt_mismatches", "write_report"]
+__all__ = ["Run", "load_run", "overview_table", "paired_table", "prompt_mismatches", "write_report"]
 
 
 @dataclass
@@ -367,6 +374,33 @@ def _comparison_table(runs: Sequence[Run]) -> list[str]:
     return lines
 
 
+def _diff(value: float, ci: Sequence[float], scale: float, digits: int) -> str:
+    return f"{scale * value:+.{digits}f} [{scale * ci[0]:+.{digits}f}, {scale * ci[1]:+.{digits}f}]"
+
+
+def paired_table(runs: Sequence[Run]) -> list[str]:
+    """Each run against the first on the tasks both ran, per env, split and fault kind (``paired_comparison``)."""
+    base = group_episodes(runs[0].episodes)
+    lines = [
+        "| env | split | faults | run | tasks | better / worse / same | sign test p | success diff, points [95% CI] "
+        "| score diff [95% CI] |",
+        "|---|---|---|---|---:|---|---:|---|---|",
+    ]
+    for run in runs[1:]:
+        for key, episodes in group_episodes(run.episodes).items():
+            paired = paired_comparison(base.get(key, ()), episodes)
+            if paired is None:
+                continue
+            env, split, kind = key
+            lines.append(
+                f"| {_short_env(env)} | {split} | {kind} | {run.label} | {paired['tasks']} "
+                f"| {paired['better']} / {paired['worse']} / {paired['same']} | {paired['sign_test_p']:.3g} "
+                f"| {_diff(paired['success_diff'], paired['success_diff_ci95'], 100, 1)} "
+                f"| {_diff(paired['score_diff'], paired['score_diff_ci95'], 1, 3)} |"
+            )
+    return lines if len(lines) > 2 else []
+
+
 def prompt_mismatches(runs: Sequence[Run]) -> list[tuple]:
     """The tasks ``(env_id, split, fault_kind, task_seed)`` that two runs saw with different prompts: comparing
     those runs compares different tasks (an environment that does not reproduce its tasks across processes)."""
@@ -438,6 +472,16 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     if len(runs) > 1:
         md += [f"## Comparison (success %, difference to {runs[0].label} in points)", ""]
         md += _comparison_table(runs) + [""]
+        paired = paired_table(runs)
+        if paired:
+            md += [f"### Paired on the same tasks, against {runs[0].label}", "",
+                   ("Tasks both runs evaluated; per task, each run's success rate over its samples. Better / worse / "
+                    "same: tasks on which the run's success rate is above, below or equal to the first run's; the "
+                    "sign test's p is the chance of a split at least this uneven if neither were better (with one "
+                    "sample per task, the exact McNemar test). Differences are means over tasks, with 95% bootstrap "
+                    "intervals (10,000 resamples of the tasks); with few differing tasks the success interval is too "
+                    "narrow, so read the sign test for success and the interval for the score."), ""]
+            md += paired + [""]
     md += ["## pass^k and pass@k", "",
            ("pass^k: chance that all k samples of a task succeed (reliability); pass@k: that at least one does "
             "(the oracle best-of-k, at k times the tokens)."), "", "![pass^k](pass_k.png)", ""]
