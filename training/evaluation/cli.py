@@ -252,6 +252,8 @@ def build_report_parser() -> argparse.ArgumentParser:
         description="Write OUT/report.md with plots (success by split and fault kind, pass^k curves, recovery by\n"
         "fault kind, the compounding-error curve, success vs tokens) comparing one or more evaluation folders,\n"
         "and OUT/viewer.html, a static page of trajectories with faults and checker reasons highlighted.\n"
+        "Every run after the first is also compared with the first on the tasks both ran (better/worse/same,\n"
+        "exact sign test, bootstrap intervals): list the baseline first.\n"
         "Metrics are recomputed from each folder's episodes.jsonl, so an unfinished run reports what finished.",
         epilog="examples:\n"
         "  recoverygym report runs/eval/* --out runs/report\n"
