@@ -211,6 +211,8 @@ def test_paired_comparison_pairs_tasks_and_averages_samples():
         assert -0.5 <= lo < paired[key] < hi <= 1.0
     assert m.paired_comparison(base, other, resamples=2000) == paired  # seeded bootstrap
     assert m.paired_comparison(base, [ep(7, True)]) is None
+    counts_only = m.paired_comparison(base, other, resamples=0)
+    assert counts_only["success_diff_ci95"] is None and counts_only["better"] == paired["better"]
 
 
 def test_paired_comparison_of_identical_runs_is_zero_with_a_zero_interval():

@@ -161,6 +161,20 @@ def test_table_says_when_the_task_filter_applied_and_never_on_held_out():
     assert results_table({"eval": {}}).startswith("no evaluation in this run (eval.points is empty)")
 
 
+def test_table_compares_each_point_with_before_on_the_same_tasks():
+    def point(solved):
+        episodes = [{"task_seed": k, "success": k in solved, "score": float(k in solved)} for k in range(6)]
+        return {"tasks": 6, "success_rate": len(solved) / 6, "mean_score": len(solved) / 6, "mean_tool_calls": 1.0,
+                "episodes": episodes}
+
+    results = {"eval": {"before": {"heldout": point({0})}, "after": {"heldout": point({1, 2, 3, 4, 5})}}}
+    before, after = results_table(results).splitlines()[2:]
+    assert before.rstrip().endswith("1.0")  # nothing to compare the first point with
+    assert after.endswith("+5/-1, p=0.22")  # 2 * (C(6,0) + C(6,1)) / 2^6 = 0.219
+    del results["eval"]["before"]
+    assert results_table(results).splitlines()[2].endswith("-")
+
+
 def test_lora_trains_adapters_and_leaves_plain_merged_checkpoints(tmp_path):
     run_training(None, overrides=tiny_run(tmp_path, "model.lora={r: 4, alpha: 8}", "sft.max_steps=2",
                                           "sft.learning_rate=1.0e-2", "grpo.max_steps=2", "eval.points=[after]"))

@@ -474,9 +474,14 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def results_table(results: dict[str, Any]) -> str:
-    """The before/after table printed at the end of a run: one row per evaluation point and split."""
-    rows = [("evaluated", "tasks", "success", "mean score", "tool calls/episode")]
+    """The before/after table printed at the end of a run: one row per evaluation point and split.
+
+    Rows after the first point are also compared with "before" on the same task seeds: tasks solved now and not
+    before / solved before and not now, and the exact sign test's p of that split (``metrics.paired_comparison``).
+    """
+    rows = [("evaluated", "tasks", "success", "mean score", "tool calls/episode", "vs before: +/- tasks, p")]
     limit = results.get("config", {}).get("data", {}).get("max_required_steps")
+    before = results["eval"].get("before", {})
     for point, label in POINT_LABELS.items():
         for split, e in results["eval"].get(point, {}).items():
             rows.append(
@@ -486,6 +491,7 @@ def results_table(results: dict[str, Any]) -> str:
                     f"{e['success_rate']:.1%}",
                     f"{e['mean_score']:.3f}",
                     f"{e['mean_tool_calls']:.1f}",
+                    _versus(before.get(split), e) if point != "before" else "",
                 )
             )
     if len(rows) == 1:
@@ -495,6 +501,19 @@ def results_table(results: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _versus(before: dict[str, Any] | None, after: dict[str, Any]) -> str:
+    """``+a/-b, p=...``: tasks ``after`` solves and ``before`` did not, the reverse, and the sign test's p."""
+    from training.evaluation.metrics import paired_comparison
+
+    def records(summary):
+        return [{"env_id": "", "split": "", "fault_kind": "", **ep} for ep in summary.get("episodes", ())]
+
+    paired = paired_comparison(records(before), records(after), resamples=0) if before else None
+    if paired is None:
+        return "-"
+    return f"+{paired['better']}/-{paired['worse']}, p={paired['sign_test_p']:.2g}"
 
 
 def run_training(
