@@ -131,8 +131,8 @@ def paired_comparison(base: Iterable[Mapping[str, Any]], other: Iterable[Mapping
     are averaged over its samples of that task; ``better``/``worse``/``same`` count tasks on which ``other``'s
     success rate is above, below or equal to ``base``'s, ``sign_test_p`` is the exact sign test on those counts,
     and the two differences (``other - base``, means over tasks) get percentile intervals from a bootstrap that
-    resamples tasks (``resamples`` draws from ``numpy.random.default_rng(seed)``; 0: no intervals, None). None when
-    no task is shared.
+    resamples tasks (``resamples`` draws from ``numpy.random.default_rng(seed)``; with 0 the intervals are None).
+    Returns None when no task is shared.
     """
     import numpy as np
 
