@@ -206,9 +206,11 @@ def test_paired_comparison_pairs_tasks_and_averages_samples():
     # per-task success differences: +0.5, -0.5, +1, 0; score differences: +0.5, -0.5, +0.5, 0
     assert paired["success_diff"] == pytest.approx(1.0 / 4)
     assert paired["score_diff"] == pytest.approx(0.5 / 4)
-    for key in ("success_diff", "score_diff"):
-        lo, hi = paired[f"{key}_ci95"]
-        assert -0.5 <= lo < paired[key] < hi <= 1.0
+    assert (paired["score_better"], paired["score_worse"], paired["score_sign_test_p"]) == (2, 1, 1.0)
+    # the 2.5% and 97.5% quantiles of the mean over all 4^4 equally likely resamples of the 4 tasks (each far from
+    # a jump of that distribution, so 2,000 draws land on them); resampling episodes would give other ends
+    assert paired["success_diff_ci95"] == [-0.25, 0.75]
+    assert paired["score_diff_ci95"] == [-0.25, 0.5]
     assert m.paired_comparison(base, other, resamples=2000) == paired  # seeded bootstrap
     assert m.paired_comparison(base, [ep(7, True)]) is None
     counts_only = m.paired_comparison(base, other, resamples=0)
@@ -221,3 +223,9 @@ def test_paired_comparison_of_identical_runs_is_zero_with_a_zero_interval():
     paired = m.paired_comparison(eps, eps)
     assert (paired["better"], paired["worse"], paired["same"], paired["sign_test_p"]) == (0, 0, 6, 1.0)
     assert paired["success_diff_ci95"] == [0.0, 0.0] and paired["score_diff_ci95"] == [0.0, 0.0]
+
+
+def test_sign_test_stays_exact_enough_for_large_counts():
+    exact = 2 * sum(math.comb(1001, i) for i in range(451)) / 2**1001
+    assert m.sign_test_p(450, 551) == pytest.approx(exact, rel=1e-9)
+    assert m.sign_test_p(2000, 2000) == 1.0

@@ -189,6 +189,19 @@ def test_a_run_in_another_process_plays_the_same_episodes(env_id, tmp_path):
     assert runs[0] == runs[1]
 
 
+def test_report_pairs_only_runs_under_the_first_runs_fault_rate_and_turn_limit(tmp_path):
+    from training.evaluation.report import load_run, paired_table
+
+    env = ["recoverygym/SupportDesk-v0"]
+    run_eval(ReferencePolicy(), _config(env, samples=1), tmp_path / "a", progress=False)
+    run_eval(DoNothingPolicy(), _config(env, samples=1), tmp_path / "b", progress=False)
+    run_eval(DoNothingPolicy(), _config(env, samples=1, max_turns=5), tmp_path / "c", progress=False)
+    runs = [load_run(tmp_path / "a"), load_run(tmp_path / "b"), load_run(tmp_path / "c", label="capped")]
+    lines, unpaired = paired_table(runs)
+    assert unpaired == ["capped"]
+    assert len(lines) == 2 + 2 and not any("capped" in line for line in lines)  # header, rule, b: none and all
+
+
 def test_report_viewer_and_dataset_from_a_small_run(tmp_path):
     config = _config(fault_kinds=("none", "all"), fault_rate=0.4)
     folders = []
@@ -209,7 +222,8 @@ def test_report_viewer_and_dataset_from_a_small_run(tmp_path):
     section = text.split("### Paired")[1].split("\n## ")[0]
     paired = [line.split(" | ") for line in section.splitlines() if "| do-nothing |" in line]
     assert len(paired) == 2 * len(ENV_IDS) and all(cells[5] == "0 / 3 / 0" for cells in paired)
-    assert all(cells[6] == "0.25" and cells[7].startswith("-100.0 [-100.0, -100.0]") for cells in paired)
+    assert all(cells[6] == "0.25" and cells[7] == "-100.0 [-100.0, -100.0]" for cells in paired)
+    assert all(cells[8:10] == ["0 / 3", "0.25"] for cells in paired)  # do-nothing scores 0, the reference 1
     assert "| reference |" in text and "| do-nothing |" in text
     for png in ("success_by_split_and_fault.png", "pass_k.png", "compounding_error.png", "recovery_by_fault.png"):
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"

@@ -168,11 +168,17 @@ def test_table_compares_each_point_with_before_on_the_same_tasks():
                 "episodes": episodes}
 
     results = {"eval": {"before": {"heldout": point({0})}, "after": {"heldout": point({1, 2, 3, 4, 5})}}}
-    before, after = results_table(results).splitlines()[2:]
-    assert before.rstrip().endswith("1.0")  # nothing to compare the first point with
+    header, _, before, after = results_table(results).splitlines()
+    assert header.endswith("vs before: +/- tasks, p")
+    assert len(before) < len(header) and before.endswith("1.0")  # no last cell: nothing to compare "before" with
     assert after.endswith("+5/-1, p=0.22")  # 2 * (C(6,0) + C(6,1)) / 2^6 = 0.219
+    results["eval"]["after"]["heldout"]["faults"] = {"rate_limit": 0.5}  # a resumed run evaluated otherwise
+    assert results_table(results).splitlines()[3].endswith("  -")
     del results["eval"]["before"]
-    assert results_table(results).splitlines()[2].endswith("-")
+    assert results_table(results).splitlines()[2].endswith("  -")
+    del results["eval"]["after"]["heldout"]["episodes"]  # a results.json written before episodes were kept
+    results["eval"]["before"] = {"heldout": {**point(set()), "episodes": []}}
+    assert results_table(results).splitlines()[3].endswith("  -")
 
 
 def test_lora_trains_adapters_and_leaves_plain_merged_checkpoints(tmp_path):

@@ -92,9 +92,11 @@ def evaluate_model(model, tokenizer, config: ExperimentConfig, *, split: str = "
     n = len(episodes)
     return {
         "tasks": n,
+        "env_id": config.env.id,
         "split": split,
         "task_seeds": [seeds[0], seeds[-1]] if seeds else [],
         "faults": dict(faults),
+        "max_turns": cfg.max_turns,
         "success_rate": sum(e["success"] for e in episodes) / n if n else 0.0,
         "mean_score": sum(e["score"] for e in episodes) / n if n else 0.0,
         "mean_tool_calls": sum(e["tool_calls"] for e in episodes) / n if n else 0.0,
@@ -476,8 +478,9 @@ def _write_json(path: Path, data: Any) -> None:
 def results_table(results: dict[str, Any]) -> str:
     """The before/after table printed at the end of a run: one row per evaluation point and split.
 
-    Rows after the first point are also compared with "before" on the same task seeds: tasks solved now and not
-    before / solved before and not now, and the exact sign test's p of that split (``metrics.paired_comparison``).
+    Rows of later points are also compared with "before" on the same task seeds: tasks solved now and not before /
+    solved before and not now, and the exact sign test's p of that split (``metrics.paired_comparison``); "-" where
+    there is no "before" to compare with under the same settings.
     """
     rows = [("evaluated", "tasks", "success", "mean score", "tool calls/episode", "vs before: +/- tasks, p")]
     limit = results.get("config", {}).get("data", {}).get("max_required_steps")
@@ -504,13 +507,21 @@ def results_table(results: dict[str, Any]) -> str:
 
 
 def _versus(before: dict[str, Any] | None, after: dict[str, Any]) -> str:
-    """``+a/-b, p=...``: tasks ``after`` solves and ``before`` did not, the reverse, and the sign test's p."""
+    """``+a/-b, p=...``: tasks ``after`` solves and ``before`` did not, the reverse, and the sign test's p.
+
+    "-" when there is nothing to pair: no "before", or one evaluated under other settings (a resumed run whose
+    environment, faults or turn limit changed keeps its old "before").
+    """
     from training.evaluation.metrics import paired_comparison
+
+    same = ("env_id", "faults", "max_turns")
+    if not before or any(before.get(key) != after.get(key) for key in same):
+        return "-"
 
     def records(summary):
         return [{"env_id": "", "split": "", "fault_kind": "", **ep} for ep in summary.get("episodes", ())]
 
-    paired = paired_comparison(records(before), records(after), resamples=0) if before else None
+    paired = paired_comparison(records(before), records(after), resamples=0)
     if paired is None:
         return "-"
     return f"+{paired['better']}/-{paired['worse']}, p={paired['sign_test_p']:.2g}"

@@ -15,6 +15,8 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "CHECK_FIRST_KINDS",
     "Z_95",
@@ -119,8 +121,11 @@ def sign_test_p(better: int, worse: int) -> float:
     if better < 0 or worse < 0:
         raise ValueError(f"need non-negative counts, got better={better}, worse={worse}")
     n = better + worse
-    tail = sum(math.comb(n, i) for i in range(min(better, worse) + 1))
-    return min(1.0, 2 * tail / 2**n)
+    if n <= 1000:  # exact
+        return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(better, worse) + 1)) / 2**n)
+    log_terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
+                 for i in range(min(better, worse) + 1)]
+    return min(1.0, 2 * math.fsum(math.exp(t) for t in log_terms))
 
 
 def paired_comparison(base: Iterable[Mapping[str, Any]], other: Iterable[Mapping[str, Any]], *,
@@ -129,13 +134,12 @@ def paired_comparison(base: Iterable[Mapping[str, Any]], other: Iterable[Mapping
 
     Tasks ``(env_id, split, fault_kind, task_seed)`` are the unit. Each run's per-task success rate and mean score
     are averaged over its samples of that task; ``better``/``worse``/``same`` count tasks on which ``other``'s
-    success rate is above, below or equal to ``base``'s, ``sign_test_p`` is the exact sign test on those counts,
-    and the two differences (``other - base``, means over tasks) get percentile intervals from a bootstrap that
-    resamples tasks (``resamples`` draws from ``numpy.random.default_rng(seed)``; with 0 the intervals are None).
+    success rate is above, below or equal to ``base``'s, ``sign_test_p`` is the exact sign test on those counts
+    (``score_better``/``score_worse``/``score_sign_test_p`` the same for the mean score), and the two differences
+    (``other - base``, means over tasks) get percentile intervals from a bootstrap that resamples tasks
+    (``resamples`` draws from ``numpy.random.default_rng(seed)``; with 0 the intervals are None).
     Returns None when no task is shared.
     """
-    import numpy as np
-
     def per_task(episodes):
         groups: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
         for ep in episodes:
@@ -149,15 +153,20 @@ def paired_comparison(base: Iterable[Mapping[str, Any]], other: Iterable[Mapping
         return None
     success = np.array([b[key][0] - a[key][0] for key in shared])
     score = np.array([b[key][1] - a[key][1] for key in shared])
-    draws = np.random.default_rng(seed).integers(0, len(shared), size=(resamples, len(shared)))
+    rng = np.random.default_rng(seed)
+    means = np.empty((resamples, 2))
+    for start in range(0, resamples, 1000):  # in blocks: a resamples x tasks index array can be large
+        draws = rng.integers(0, len(shared), size=(min(1000, resamples - start), len(shared)))
+        means[start : start + len(draws)] = np.stack([success[draws].mean(axis=1), score[draws].mean(axis=1)], 1)
 
-    def interval(diffs):
+    def interval(column):
         if not resamples:
             return None
-        lo, hi = np.quantile(diffs[draws].mean(axis=1), [0.025, 0.975])
+        lo, hi = np.quantile(means[:, column], [0.025, 0.975])
         return [float(lo), float(hi)]
 
     better, worse = int((success > 0).sum()), int((success < 0).sum())
+    score_better, score_worse = int((score > 0).sum()), int((score < 0).sum())
     return {
         "tasks": len(shared),
         "better": better,
@@ -165,9 +174,12 @@ def paired_comparison(base: Iterable[Mapping[str, Any]], other: Iterable[Mapping
         "same": len(shared) - better - worse,
         "sign_test_p": sign_test_p(better, worse),
         "success_diff": float(success.mean()),
-        "success_diff_ci95": interval(success),
+        "success_diff_ci95": interval(0),
+        "score_better": score_better,
+        "score_worse": score_worse,
+        "score_sign_test_p": sign_test_p(score_better, score_worse),
         "score_diff": float(score.mean()),
-        "score_diff_ci95": interval(score),
+        "score_diff_ci95": interval(1),
     }
 
 

@@ -374,19 +374,33 @@ def _comparison_table(runs: Sequence[Run]) -> list[str]:
     return lines
 
 
-def _diff(value: float, ci: Sequence[float], scale: float, digits: int) -> str:
-    return f"{scale * value:+.{digits}f} [{scale * ci[0]:+.{digits}f}, {scale * ci[1]:+.{digits}f}]"
+def _diff(value: float, ci: Sequence[float] | None, scale: float, digits: int) -> str:
+    text = f"{scale * value:+.{digits}f}"
+    return text if ci is None else f"{text} [{scale * ci[0]:+.{digits}f}, {scale * ci[1]:+.{digits}f}]"
 
 
-def paired_table(runs: Sequence[Run]) -> list[str]:
-    """Each run against the first on the tasks both ran, per env, split and fault kind (``paired_comparison``)."""
+def _conditions(run: Run) -> tuple:
+    """What makes the same task seed a different task: the fault rate and the turn limit."""
+    ev = run.config.get("eval", {})
+    return ev.get("fault_rate"), ev.get("max_turns")
+
+
+def paired_table(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
+    """Each run against the first on the tasks both ran, per env, split and fault kind (``paired_comparison``).
+
+    Returns the table's lines (none if nothing pairs) and the labels of the runs left out because they ran under
+    another fault rate or turn limit than the first.
+    """
     base = group_episodes(runs[0].episodes)
     lines = [
-        "| env | split | faults | run | tasks | better / worse / same | sign test p | success diff, points [95% CI] "
-        "| score diff [95% CI] |",
-        "|---|---|---|---|---:|---|---:|---|---|",
+        "| env | split | faults | run | tasks | success: better / worse / same | p | diff, points [95% CI] "
+        "| score: better / worse | p | diff [95% CI] |",
+        "|---|---|---|---|---:|---|---:|---|---|---:|---|",
     ]
+    unpaired = [run.label for run in runs[1:] if _conditions(run) != _conditions(runs[0])]
     for run in runs[1:]:
+        if run.label in unpaired:
+            continue
         for key, episodes in group_episodes(run.episodes).items():
             paired = paired_comparison(base.get(key, ()), episodes)
             if paired is None:
@@ -396,9 +410,10 @@ def paired_table(runs: Sequence[Run]) -> list[str]:
                 f"| {_short_env(env)} | {split} | {kind} | {run.label} | {paired['tasks']} "
                 f"| {paired['better']} / {paired['worse']} / {paired['same']} | {paired['sign_test_p']:.3g} "
                 f"| {_diff(paired['success_diff'], paired['success_diff_ci95'], 100, 1)} "
+                f"| {paired['score_better']} / {paired['score_worse']} | {paired['score_sign_test_p']:.3g} "
                 f"| {_diff(paired['score_diff'], paired['score_diff_ci95'], 1, 3)} |"
             )
-    return lines if len(lines) > 2 else []
+    return (lines if len(lines) > 2 else []), unpaired
 
 
 def prompt_mismatches(runs: Sequence[Run]) -> list[tuple]:
@@ -472,16 +487,20 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     if len(runs) > 1:
         md += [f"## Comparison (success %, difference to {runs[0].label} in points)", ""]
         md += _comparison_table(runs) + [""]
-        paired = paired_table(runs)
-        if paired:
+        paired, unpaired = paired_table(runs)
+        if paired or unpaired:
             md += [f"### Paired on the same tasks, against {runs[0].label}", "",
-                   ("Tasks both runs evaluated; per task, each run's success rate over its samples. Better / worse / "
-                    "same: tasks on which the run's success rate is above, below or equal to the first run's; the "
-                    "sign test's p is the chance of a split at least this uneven if neither were better (with one "
-                    "sample per task, the exact McNemar test). Differences are means over tasks, with 95% bootstrap "
-                    "intervals (10,000 resamples of the tasks); with few differing tasks the success interval is too "
-                    "narrow, so read the sign test for success and the interval for the score."), ""]
+                   ("Tasks both runs evaluated; per task, each run's success rate and mean score over its samples. "
+                    "Better / worse / same: tasks on which the run's value is above, below or equal to the first "
+                    "run's; p is the exact sign test's: the chance of a split at least this uneven if neither run "
+                    "were better (for success with one sample per task, the exact McNemar test). Differences are "
+                    "means over tasks, with 95% bootstrap intervals (10,000 resamples of the tasks); when few tasks "
+                    "differ the intervals are too narrow, so read the sign test. One p per row and metric: among "
+                    "many, some fall under 0.05 by chance."), ""]
             md += paired + [""]
+            if unpaired:
+                md += [f"Not paired (another fault rate or turn limit than {runs[0].label}, so the same task seed is "
+                       f"not the same task): {', '.join(unpaired)}.", ""]
     md += ["## pass^k and pass@k", "",
            ("pass^k: chance that all k samples of a task succeed (reliability); pass@k: that at least one does "
             "(the oracle best-of-k, at k times the tokens)."), "", "![pass^k](pass_k.png)", ""]
