@@ -397,7 +397,7 @@ def trl_config(config: ExperimentConfig, stage: str):
         **given,
     }
     if "bf16" not in given and "fp16" not in given and not _has_accelerator():
-        kwargs["bf16"] = False  # TRL defaults to bf16, which CPUs reject (and run at half the fp32 speed)
+        kwargs["bf16"] = False  # TRL defaults to bf16, which it refuses on a CPU unless use_cpu is set
     try:
         return cls(**kwargs)
     except TypeError as err:
