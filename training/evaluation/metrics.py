@@ -141,11 +141,8 @@ def paired_comparison(base: Iterable[Mapping[str, Any]], other: Iterable[Mapping
     Returns None when no task is shared.
     """
     def per_task(episodes):
-        groups: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
-        for ep in episodes:
-            groups[(ep["env_id"], ep["split"], ep["fault_kind"], ep["task_seed"])].append(ep)
         return {key: (_mean([float(bool(ep["success"])) for ep in eps]), _mean([float(ep["score"]) for ep in eps]))
-                for key, eps in groups.items()}
+                for key, eps in group_episodes(episodes, (*GROUP_KEYS, "task_seed")).items()}
 
     a, b = per_task(base), per_task(other)
     shared = sorted(set(a) & set(b), key=lambda key: tuple(map(str, key)))
