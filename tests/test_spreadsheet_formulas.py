@@ -197,3 +197,24 @@ def test_text_bombs_stop_at_the_cell_limit(formula):
         wb.set_cell("S", r, 1, "x" * 20_000)
     wb.set_cell("S", 1, 2, formula)
     assert wb.cell_value("S", 1, 2) == XlError("#VALUE!")
+
+
+@pytest.mark.parametrize(("text", "stored"), [
+    ('=MAXIFS(A1:A3,B1:B3,">1")+minifs(A1,B1,"<9")', '=_xlfn.MAXIFS(A1:A3,B1:B3,">1")+_xlfn.minifs(A1,B1,"<9")'),
+    ('=IFNA(CONCAT("IFS(",A1),"x")&SUM(A1)', '=_xlfn.IFNA(_xlfn.CONCAT("IFS(",A1),"x")&SUM(A1)'),
+    ("=_xlfn.IFNA(1,2)", "=_xlfn.IFNA(1,2)"), ("=SORT(A1:A3)", "=_xlfn._xlws.SORT(A1:A3)"),
+    ("=IFS(TRUE,1)+TEXTJOIN(\",\",TRUE,A1:A2)", '=_xlfn.IFS(TRUE,1)+_xlfn.TEXTJOIN(",",TRUE,A1:A2)'),
+    ("=FOO(1)+@BAR", "=FOO(1)+@BAR"),
+])
+def test_xlfn_prefixes_are_added_for_xlsx_and_removed_for_reading(text, stored):
+    from envs.spreadsheet.formulas import with_xlfn_prefixes, without_xlfn_prefixes
+
+    assert with_xlfn_prefixes(text) == stored
+    assert with_xlfn_prefixes(stored) == stored
+    assert without_xlfn_prefixes(stored) == without_xlfn_prefixes(text)
+
+
+def test_prefixed_function_names_parse_as_the_function():
+    wb = book_with({"A1": 5, "A2": 9, "B1": '=_xlfn.MAXIFS(A1:A2,A1:A2,">0")', "B2": "=_xlfn.IFNA(NA(),7)",
+                    "B3": '=_xlfn.CONCAT("a",A1)', "B4": '=_XLFN.MINIFS(A1:A2,A1:A2,">0")'})
+    assert [wb.value("S", f"B{r}") for r in range(1, 5)] == [9.0, 7.0, "a5", 5.0]

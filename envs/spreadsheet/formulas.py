@@ -34,6 +34,8 @@ __all__ = [
     "parse_formula",
     "parse_ref",
     "rewrite_refs",
+    "with_xlfn_prefixes",
+    "without_xlfn_prefixes",
 ]
 
 MAX_ROW, MAX_COL = 1_048_576, 16_384
@@ -287,7 +289,7 @@ class _Parser:
         if kind == "name":
             return ("name", text)
         if kind == "func":
-            return self.call(text.upper())
+            return self.call(_bare_name(text))
         if (kind, text) == ("op", "("):
             self.nest()
             node = self.expr()
@@ -380,3 +382,61 @@ def rewrite_refs(text: str, change: Callable[[RefBox], RefBox | None]) -> str:
         else:
             out.append(tok)
     return "".join(out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Excel's "future function" prefixes: in an .xlsx file, functions added after Excel 2007 are stored as
+# ``_xlfn.MAXIFS(...)`` (FILTER and SORT as ``_xlfn._xlws.FILTER``); Excel and LibreOffice show #NAME? for the bare
+# name in a file, and a file written by them holds the prefixed name. The parser reads both spellings.
+
+_XLWS = frozenset({"FILTER", "SORT"})
+_XLFN = frozenset("""
+ACOT ACOTH AGGREGATE ARABIC ARRAYTOTEXT BASE BETA.DIST BETA.INV BINOM.DIST BINOM.DIST.RANGE BINOM.INV BITAND
+BITLSHIFT BITOR BITRSHIFT BITXOR BYCOL BYROW CEILING.MATH CEILING.PRECISE CHISQ.DIST CHISQ.DIST.RT CHISQ.INV
+CHISQ.INV.RT CHISQ.TEST CHOOSECOLS CHOOSEROWS COMBINA CONCAT CONFIDENCE.NORM CONFIDENCE.T COT COTH COVARIANCE.P
+COVARIANCE.S CSC CSCH DAYS DECIMAL DROP ERF.PRECISE ERFC.PRECISE EXPAND EXPON.DIST F.DIST F.DIST.RT F.INV F.INV.RT
+F.TEST FILTERXML FLOOR.MATH FLOOR.PRECISE FORECAST.ETS FORECAST.ETS.CONFINT FORECAST.ETS.SEASONALITY
+FORECAST.ETS.STAT FORECAST.LINEAR FORMULATEXT GAMMA GAMMA.DIST GAMMA.INV GAMMALN.PRECISE GAUSS HSTACK HYPGEOM.DIST
+IFNA IFS IMCOSH IMCOT IMCSC IMCSCH IMSEC IMSECH IMSINH IMTAN ISFORMULA ISOMITTED ISOWEEKNUM LAMBDA LET
+LOGNORM.DIST LOGNORM.INV MAKEARRAY MAP MAXIFS MINIFS MODE.MULT MODE.SNGL MUNIT NEGBINOM.DIST NETWORKDAYS.INTL
+NORM.DIST NORM.INV NORM.S.DIST NORM.S.INV NUMBERVALUE PDURATION PERCENTILE.EXC PERCENTILE.INC PERCENTRANK.EXC
+PERCENTRANK.INC PERMUTATIONA PHI POISSON.DIST QUARTILE.EXC QUARTILE.INC QUERYSTRING RANDARRAY RANK.AVG RANK.EQ
+REDUCE RRI SCAN SEC SECH SEQUENCE SHEET SHEETS SKEW.P SORTBY STDEV.P STDEV.S SWITCH T.DIST T.DIST.2T T.DIST.RT
+T.INV T.INV.2T T.TEST TAKE TEXTAFTER TEXTBEFORE TEXTJOIN TEXTSPLIT TOCOL TOROW UNICHAR UNICODE UNIQUE VALUETOTEXT
+VAR.P VAR.S VSTACK WEBSERVICE WEIBULL.DIST WORKDAY.INTL WRAPCOLS WRAPROWS XLOOKUP XMATCH XOR Z.TEST
+""".split()) | _XLWS
+_PREFIX_RE = re.compile(r"^(?:_xlfn\.|_xlws\.)+", re.IGNORECASE)
+
+
+def _bare_name(func_token: str) -> str:
+    """The function name of a call token, upper-cased and without ``_xlfn.``/``_xlws.`` prefixes."""
+    return _PREFIX_RE.sub("", func_token).upper()
+
+
+def _map_function_names(text: str, rename: Callable[[str], str]) -> str:
+    body = text[1:] if text.startswith("=") else text
+    try:
+        tokens = tokenize(body)
+    except FormulaSyntaxError:  # not a formula we parse: keep it as written (it shows #NAME? here anyway)
+        return text
+    out = "".join(rename(tok) if kind == "func" else tok for kind, tok in tokens)
+    return ("=" if text.startswith("=") else "") + out
+
+
+def with_xlfn_prefixes(text: str) -> str:
+    """The formula text with Excel's ``_xlfn.`` prefix on every function Excel stores with one (MAXIFS, CONCAT, IFNA,
+    IFS, TEXTJOIN, ...; FILTER and SORT get ``_xlfn._xlws.``), as an .xlsx file must hold them. References, strings
+    and names already prefixed are left as they are; text that does not tokenize is returned unchanged."""
+
+    def rename(tok: str) -> str:
+        name = _bare_name(tok)
+        if name not in _XLFN or _PREFIX_RE.match(tok):
+            return tok
+        return ("_xlfn._xlws." if name in _XLWS else "_xlfn.") + tok
+
+    return _map_function_names(text, rename)
+
+
+def without_xlfn_prefixes(text: str) -> str:
+    """The formula text with ``_xlfn.``/``_xlws.`` prefixes removed (how a user reads and writes the formula)."""
+    return _map_function_names(text, lambda tok: _PREFIX_RE.sub("", tok))
