@@ -273,3 +273,91 @@ def test_choices_in_a_description_must_come_last():
     assert tool_schema(pick)["function"]["parameters"]["properties"]["size"]["enum"] == ["S", "M"]
     with pytest.raises(TypeError, match="move it to the end"):
         tool_schema(misplaced)
+
+
+# -- hostile action text: every malformed action is an error observation, and a step's work stays bounded ----------
+
+
+@pytest.mark.parametrize(("action", "words"), [
+    ('{"name": "append", "arguments": {"amount": ' + "9" * 5000 + "}}", ["too large", "finite"]),
+    ('{"name": ' + "9" * 5000 + "}", ["too large"]),
+    ('{"name": "append", "arguments": {"amount": 5, "x": [' + "1" * 4301 + "]}}", ["too large"]),
+    ('{"name": "append", "arguments": "{\\"amount\\": ' + "9" * 5000 + '}"}', ["not valid JSON", "too large"]),
+    ('{"name": "append", "arguments": {"amount": ' + "9" * 320 + "}}", ["too large"]),
+    ('{"name": "append", "arguments": {"amount": 1e999}}', ["too large"]),
+    ('{"name": "append", "arguments": {"amount": -1e999}}', ["too large"]),
+    ('{"name": "append", "arguments": {"amount": NaN}}', ["NaN", "finite"]),
+    ('{"name": "append", "arguments": {"amount": Infinity}}', ["Infinity", "finite"]),
+    ('{"name": "append", "arguments": {"amount": ' + "[" * 988 + "]" * 988 + "}}", ["nested too deeply"]),
+    ('{"name": "append", "arguments": {"amount": ' + "[" * 40 + "]" * 40 + "}}", ["nested too deeply"]),
+    ('{"name": "append", "arguments": {"amount": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}}", ["nested too deeply"]),
+    ("\ufeff" + call("read"), ["tool call"]),
+])
+def test_hostile_json_becomes_an_error_observation(action, words):
+    env = LedgerEnv()
+    env.reset(seed=0, options={"task_seed": 0})
+    obs, reward, terminated, truncated, info = env.step(action)
+    assert obs.startswith("error: ") and info["invalid_action"] and env.state.entries == [], obs[:200]
+    for word in words:
+        assert word in obs, obs[:300]
+    assert env.observation_space.contains(obs)
+
+
+def test_wrong_type_messages_show_a_bounded_preview_of_any_value():
+    env = LedgerEnv()
+    env.reset(seed=0, options={"task_seed": 0})
+    deep = "[" * 30 + "]" * 30
+    wide = "[" + ", ".join(["[1, 2, 3]"] * 200_000) + "]"
+    for value in (deep, wide, '{"k": ' + wide + "}"):
+        obs, *_, info = env.step('{"name": "append", "arguments": {"amount": ' + value + "}}")
+        assert info["invalid_action"] and "must be an integer" in obs and len(obs) < 200, obs[:300]
+
+
+def test_largest_finite_numbers_still_reach_the_tool():
+    env = LedgerEnv()
+    env.reset(seed=0, options={"task_seed": 0})
+    obs, *_ = env.step('{"name": "append", "arguments": {"amount": 17' + "0" * 307 + "}}")
+    assert obs.startswith("appended 17000"), obs[:80]
+
+
+def test_suggestions_never_compare_a_word_that_cannot_match(monkeypatch):
+    from envs.core import tools
+
+    seen = []
+    real = tools.difflib.get_close_matches
+
+    def spy(word, options, *args, **kwargs):
+        seen.append((len(word), max(map(len, options))))
+        return real(word, options, *args, **kwargs)
+
+    monkeypatch.setattr(tools.difflib, "get_close_matches", spy)
+    env = LedgerEnv()
+    env.reset(seed=0, options={"task_seed": 0})
+    for action in (call("x" * 10_000_000), call("append", **{"a" * 10_000_000: 1}),
+                   call("append" * 3), call("append", **{"amount" * 3: 1})):
+        obs, *_, info = env.step(action)
+        assert info["invalid_action"] and "did you mean" not in obs
+    assert all(word <= 2.34 * longest for word, longest in seen), seen
+    obs, *_ = env.step(call("apend", amount=1))
+    assert "did you mean 'append'?" in obs
+    obs, *_ = env.step(call("append", amout=1))
+    assert "did you mean 'amount'?" in obs
+
+
+def test_tool_call_blocks_are_found_like_the_documented_pattern_in_linear_time():
+    import random
+    import re
+
+    from envs.core.tools import _tool_call_blocks
+
+    pattern = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
+    rng = random.Random(0)
+    parts = ["<tool_call>", "</tool_call>", " ", "\n", "x", "{}", "<tool", "call>"]
+    for _ in range(3000):
+        text = "".join(rng.choice(parts) for _ in range(rng.randrange(10)))
+        assert _tool_call_blocks(text) == pattern.findall(text), text
+    # A long run of spaces inside an unclosed block: the regex took 19 s for 40,000 (quadratic), hours for this.
+    env = LedgerEnv()
+    env.reset(seed=0, options={"task_seed": 0})
+    obs, *_, info = env.step("<tool_call>x" + " " * 1_000_000 + "y")
+    assert info["invalid_action"] and "no tool call found" not in obs

@@ -108,6 +108,10 @@ ERRORS = [
      ["two decimals"]),
     ("late_delivery", None, "issue_store_credit", lambda e: {"customer_id": _task(e).customer_id, "amount": 900.0},
      ["exceeds", "limit"]),
+    ("late_delivery", None, "issue_store_credit", lambda e: {"customer_id": _task(e).customer_id, "amount": 1e307},
+     ["exceeds", "limit"]),
+    ("late_delivery", None, "issue_store_credit", lambda e: {"customer_id": _task(e).customer_id, "amount": 1.7e308},
+     ["exceeds", "limit"]),
     ("late_delivery", None, "issue_store_credit", lambda e: {"customer_id": "C-0", "amount": 5.0},
      ["unknown customer"]),
     ("refund_over_limit", None, "escalate_to_human", lambda e: {"order_id": _issue_order(e).order_id, "reason": ""},
@@ -193,6 +197,8 @@ def test_other_customers_order_can_be_read_but_changing_it_scores_zero():
     '{"name": "reply_to_customer", "arguments": {"message": "' + "a" * 1_000_000 + '"}}',
     "",
     "[]",
+    '{"name": "issue_store_credit", "arguments": {"customer_id": "C-1", "amount": ' + "9" * 320 + "}}",
+    '{"name": "lookup_order", "arguments": {"order_id": ' + "9" * 5000 + "}}",
 ])
 def test_malformed_actions_give_an_error_observation_and_never_raise(action):
     env = reset_to("damaged_refund")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+import math
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -233,8 +235,26 @@ _JSON_TYPE_NAMES = {
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    """At most ``limit`` characters showing ``value``; its cost does not grow with the value's size."""
+    text = repr(value[: limit + 1]) if isinstance(value, str) else _preview(value, limit + 1)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _preview(value: Any, budget: int) -> str:
+    """JSON text of ``value``, stopped once it is longer than ``budget`` characters."""
+    if isinstance(value, list | dict):
+        items = value.items() if isinstance(value, dict) else value
+        parts, size = [], 2
+        for item in items:
+            part = (f"{json.dumps(item[0])}: {_preview(item[1], budget - size)}" if isinstance(value, dict)
+                    else _preview(item, budget - size))
+            parts.append(part)
+            size += len(part) + 2
+            if size > budget:
+                break
+        text = ", ".join(parts)
+        return f"{{{text}}}" if isinstance(value, dict) else f"[{text}]"
+    return json.dumps(value)[: budget + 1]
 
 
 def _value_error(schema: dict[str, Any], value: Any, where: str) -> str | None:
@@ -263,9 +283,18 @@ def collect_params(schema: dict[str, Any]) -> tuple[_Param, ...]:
 
 
 def suggest(word: str, options: list[str]) -> str:
-    """`` (did you mean 'x'?)`` when a close option exists, else an empty string."""
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    """`` (did you mean 'x'?)`` when a close option exists, else an empty string.
+
+    Its work is bounded whatever the length of ``word``: difflib's ratio is ``2 * matches / (len(a) + len(b))``, so
+    a word more than 2.33 times as long as every option can never reach the 0.6 cutoff, and is not compared at all.
+    """
+    options = [o for o in options if len(word) <= _SUGGEST_SPAN * len(o)]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=_SUGGEST_CUTOFF) if options else []
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_SUGGEST_CUTOFF = 0.6
+_SUGGEST_SPAN = 2 / _SUGGEST_CUTOFF - 1  # the longest word, per option character, that can still reach the cutoff
 
 
 def validate_arguments(spec: ToolSpec, arguments: dict[str, Any]) -> str | None:
@@ -288,8 +317,95 @@ def validate_arguments(spec: ToolSpec, arguments: dict[str, Any]) -> str | None:
 # ---------------------------------------------------------------------------------------------------------------
 # Action parsing: JSON, bare or inside <tool_call>...</tool_call> as ChatML-style models emit it.
 
-_TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
+_OPEN, _CLOSE = "<tool_call>", "</tool_call>"
 _FORMAT_HINT = 'write one tool call as <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>'
+
+
+# JSON as the action's text: every number a finite double, nesting bounded, and no input that makes ``json`` raise
+# anything but a refusal. A model's text can hold a 5,000-digit integer (Python refuses to convert it: ValueError),
+# ``1e999`` or ``NaN`` (non-finite floats no tool can use, and ``int(1e999)`` raises OverflowError downstream), or
+# ``[[[[...`` deep enough to exhaust the stack in whatever walks the value next.
+
+MAX_DEPTH = 32  # nesting of arrays and objects in one tool call; tools need 3
+_FLOAT_DIGITS = len(str(int(sys.float_info.max)))  # 309: a longer integer literal cannot be a finite double
+
+
+@dataclass(frozen=True, slots=True)
+class _Unparsable:
+    where: str = ""  # " (at character n)" for invalid JSON
+    message: str = ""  # why valid JSON was refused; empty for invalid JSON
+
+
+class _Refused(ValueError):
+    """Raised from inside ``json.loads`` by the number hooks below."""
+
+
+def _parse_int(literal: str) -> int:
+    if len(literal) > _FLOAT_DIGITS + 1 or abs(value := int(literal)) > sys.float_info.max:
+        raise _Refused(f"the number {literal[:20]}... is too large: numbers must be finite and at most "
+                       f"{sys.float_info.max:.4g} in magnitude")
+    return value
+
+
+def _parse_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _Refused(f"the number {literal[:20]} is too large: numbers must be finite and at most "
+                       f"{sys.float_info.max:.4g} in magnitude")
+    return value
+
+
+def _parse_constant(name: str) -> float:
+    raise _Refused(f"{name} is not a JSON number; numbers must be finite")
+
+
+def _loads(text: str) -> Any:
+    """``json.loads(text)``, or ``_Unparsable`` for text that is not JSON or holds what no tool call can."""
+    try:
+        value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+    except _Refused as err:
+        return _Unparsable(message=str(err))
+    except json.JSONDecodeError as err:
+        return _Unparsable(where=f" (at character {err.pos})")
+    except ValueError:  # what json documents for any other text it cannot decode
+        return _Unparsable()
+    except RecursionError:  # json.loads recurses once per nesting level
+        return _Unparsable(message=f"the tool call is nested too deeply (at most {MAX_DEPTH} levels)")
+    if _too_deep(value):
+        return _Unparsable(message=f"the tool call is nested too deeply (at most {MAX_DEPTH} levels)")
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``MAX_DEPTH`` levels (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, list | dict):
+                if depth >= MAX_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _tool_call_blocks(action: str) -> list[str]:
+    """The stripped text of each ``<tool_call>`` block; an unclosed block runs to the end.
+
+    Found with ``str.find``, in time linear in the action: the regex ``<tool_call>\\s*(.*?)\\s*(</tool_call>|\\Z)``
+    it replaces backtracks quadratically over a long run of spaces (40,000 took 19 s).
+    """
+    blocks, pos = [], 0
+    while (start := action.find(_OPEN, pos)) != -1:
+        start += len(_OPEN)
+        end = action.find(_CLOSE, start)
+        if end == -1:
+            blocks.append(action[start:].strip())
+            break
+        blocks.append(action[start:end].strip())
+        pos = end + len(_CLOSE)
+    return blocks
 
 
 def parse_action(action: Any, tools: dict[str, ToolSpec]) -> ToolCall | ActionError:
@@ -300,26 +416,26 @@ def parse_action(action: Any, tools: dict[str, ToolSpec]) -> ToolCall | ActionEr
     """
     if not isinstance(action, str):
         return ActionError(f"an action must be text, got {type(action).__name__}; {_FORMAT_HINT}")
-    blocks = _TOOL_CALL_RE.findall(action)
+    blocks = _tool_call_blocks(action)
     if len(blocks) > 1:
         return ActionError(f"found {len(blocks)} tool calls; make exactly one tool call per turn")
     text = blocks[0] if blocks else action.strip()
     if not text:
         return ActionError(f"no tool call found; {_FORMAT_HINT}")
-    try:
-        payload = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
-        where = f" (at character {err.pos})" if isinstance(err, json.JSONDecodeError) else ""
+    payload = _loads(text)
+    if isinstance(payload, _Unparsable):
+        if payload.message:
+            return ActionError(payload.message)
         kind = "invalid JSON in the tool call" if blocks or text[:1] in "{[" else "no tool call found"
-        return ActionError(f"{kind}{where}; {_FORMAT_HINT}")
+        return ActionError(f"{kind}{payload.where}; {_FORMAT_HINT}")
     if not isinstance(payload, dict) or "name" not in payload:
         return ActionError(f'a tool call is a JSON object with "name" and "arguments"; {_FORMAT_HINT}')
     name, arguments = payload["name"], payload.get("arguments", {})
     if isinstance(arguments, str):  # some chat APIs send arguments as a JSON string
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except (json.JSONDecodeError, RecursionError):
-            return ActionError('"arguments" is a string that is not valid JSON; give an object of argument values')
+        arguments = _loads(arguments) if arguments.strip() else {}
+        if isinstance(arguments, _Unparsable):
+            return ActionError('"arguments" is a string that is not valid JSON; give an object of argument values'
+                               + (f" ({arguments.message})" if arguments.message else ""))
     if not isinstance(name, str) or name not in tools:
         shown = name[:60] if isinstance(name, str) else _short(name)
         hint = suggest(name, list(tools)) if isinstance(name, str) else ""
@@ -329,3 +445,4 @@ def parse_action(action: Any, tools: dict[str, ToolSpec]) -> ToolCall | ActionEr
     if (err := validate_arguments(tools[name], arguments)) is not None:
         return ActionError(err)
     return ToolCall(name, arguments)
+

@@ -361,11 +361,15 @@ class SupportDeskEnv(ToolEnv):
             amount: The credit in dollars, like 12.5.
         """
         customer = self._customer(customer_id)
-        cents = round(amount * 100) if math.isfinite(amount) else 0
+        # Bounds before arithmetic: the cents of 1e307 dollars overflow a float, so compare dollars with the cap first.
+        if not (math.isfinite(amount) and amount > 0):
+            raise ToolError(f"amount must be a positive number of dollars with at most two decimals, got {amount!r}")
+        if amount > STORE_CREDIT_CAP / 100:
+            shown = f"${float(amount):,.2f}" if amount < 1e12 else f"${float(amount):.4g}"
+            raise ToolError(f"{shown} exceeds the {money(STORE_CREDIT_CAP)} limit for one store credit")
+        cents = round(amount * 100)
         if cents <= 0 or abs(amount * 100 - cents) > 1e-6:
             raise ToolError(f"amount must be a positive number of dollars with at most two decimals, got {amount!r}")
-        if cents > STORE_CREDIT_CAP:
-            raise ToolError(f"{money(cents)} exceeds the {money(STORE_CREDIT_CAP)} limit for one store credit")
         t = self.state.add_transaction("store_credit", customer.customer_id, cents)
         balance = self.state.credit_balance(customer.customer_id)
         return f"store credit {t.txn_id} of {money(cents)} added to {customer.customer_id} (balance {money(balance)})"
