@@ -3,7 +3,8 @@
 A goal's expected values are computed from the task's records (the clean truth of the data table, which a
 coworker's concurrent edit may change) and from where each record sits in the *final* workbook (found by its id),
 so an agent may solve a task any equivalent way. A live goal also needs formulas that stay right when the data
-changes: the checker edits the data in a copy of the workbook and compares again.
+changes: the checker edits the data in a copy of the workbook and compares again, each input the goal names
+(``inputs``: data columns by role, parameter cells) in turn, then the goal's ``edge_cases``.
 
 ``plan(env)`` returns the tool calls that reach the goal from the env's current state; the reference planner
 runs them on a scratch copy goal after goal (``plan.py``). Plans are diffs: a cell that already holds what the call
@@ -13,6 +14,7 @@ redo work already done.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -84,7 +86,7 @@ def compute(op: str, params: tuple, rec: dict, records) -> Any:
         return dict(params)[rec["code"]]
     if op == "share":
         total = math.fsum(r["n"] for r in records if r["cat"] == rec["cat"])
-        return round_decimal(rec["n"] / total, 3, "half")
+        return round_decimal(rec["n"] / total, 3, "half") if total else XlError("#DIV/0!")
     if op == "year":
         return float(int(rec["date"][:4]))
     if op == "month":
@@ -92,6 +94,12 @@ def compute(op: str, params: tuple, rec: dict, records) -> Any:
     if op == "rate":
         return round_decimal(rec["x"] * (1 + params[0]), 2, "half")
     raise ValueError(f"unknown op {op!r}")
+
+
+# What each per-row op reads: data columns by role, and "params", the goal's parameter cells (a rate in one cell, a
+# lookup table's values). The checker changes each input in turn and needs every result that reads it to change.
+OP_INPUTS = {"product": ("n", "x"), "tax": ("n", "x"), "flag": ("n", "x"), "lookup": ("params", "code"),
+             "share": ("n", "cat"), "year": ("date",), "month": ("date",), "rate": ("params", "x")}
 
 
 def aggregate(func: str, values: list) -> Any:
@@ -155,6 +163,18 @@ class Goal:
         """Targets that must hold formulas when the goal is live (default: every non-header target)."""
         return set(self.expected(state, task, records))
 
+    def inputs(self, state, task, records) -> dict[str, set[Key]]:
+        """Each input the request names (a data column's role, or "params" for the goal's parameter cells), with
+        the targets whose expected value reads it: a formula that ignores the input, or types in its current
+        value, gives the same result when only that input changes, so the checker changes each in turn."""
+        return {}
+
+    def edge_cases(self, state, task, records) -> list[tuple[str, list[dict]]]:
+        """Data a formula that is nearly right gets wrong, as ``(what it is, records)``: values either side of a
+        threshold the request names, the largest value in the first or last row of a MAX (a range that misses a
+        row). Random changes of the data seldom hit these."""
+        return []
+
     def check(self, state, task, records) -> list[str]:
         want = self.expected(state, task, records)
         reasons = []
@@ -182,6 +202,35 @@ class NewColumn(Goal):
     op: str = "product"  # see compute()
     params: tuple = ()
     formula: str = ""  # with {r} for the row, e.g. "=F{r}*G{r}"
+    param_cells: tuple = ()  # cells holding the params' values ("rate": the rate; "lookup": the table's values)
+
+    def param_values(self) -> tuple:
+        """The values the parameter cells hold, in ``param_cells`` order."""
+        return tuple(v for _, v in self.params) if self.op == "lookup" else tuple(self.params)
+
+    def with_param_values(self, values) -> NewColumn:
+        """This goal as it reads when the parameter cells hold ``values`` instead."""
+        params = (tuple((code, v) for (code, _), v in zip(self.params, values, strict=True)) if self.op == "lookup"
+                  else tuple(values))
+        return dataclasses.replace(self, params=params)
+
+    def inputs(self, state, task, records):
+        rows = self.formula_cells(state, task, records)
+        return {name: rows for name in OP_INPUTS[self.op] if name != "params" or self.param_cells}
+
+    def edge_cases(self, state, task, records):
+        new = [dict(rec) for rec in records]
+        if self.op == "flag" and len(records) >= 3:
+            threshold = self.params[0]
+            for rec, amount in zip(new, (threshold, threshold + 0.01, threshold - 0.01), strict=False):
+                rec["n"], rec["x"] = 1, round(amount, 2)
+            return [(f"amounts are {threshold:g} and a cent either side", new)]
+        if self.op == "lookup" and self.params:  # a table range that misses a row shows only when its code is used
+            codes = [code for code, _ in self.params]
+            for i, rec in enumerate(new):
+                rec["code"] = codes[i % len(codes)]
+            return [("every code of the lookup table is used", new)]
+        return []
 
     def expected(self, state, task, records):
         lay = task.layout
@@ -263,6 +312,31 @@ class TotalsRow(Goal):
         lay, row = task.layout, self.row(records, task)
         return {(lay.sheet, row, col) for col, _, _ in self.aggs}
 
+    def inputs(self, state, task, records):
+        lay, row, out = task.layout, self.row(records, task), {}
+        for col, _, source in self.aggs:
+            for name in (source,) if isinstance(source, str) else OP_INPUTS[source[0]]:
+                if name != "params":  # a computed column's rate is a constant in its formula
+                    out.setdefault(name, set()).add((lay.sheet, row, col))
+        return out
+
+    def edge_cases(self, state, task, records):
+        where = rows_by_id(state, task)
+        at_row = {where[rec["id"]]: i for i, rec in enumerate(records) if rec["id"] in where}
+        out = []
+        for _, func, source in self.aggs:
+            if func not in ("MAX", "MIN") or not isinstance(source, str) or not at_row:
+                continue
+            values = [rec[source] for rec in records]
+            extreme = max(values) + 1 if func == "MAX" else round(min(values) / 2, 2)
+            extreme = extreme if extreme != min(values) else min(values) - 1
+            for end, row in (("first", min(at_row)), ("last", max(at_row))):
+                new = [dict(rec) for rec in records]
+                new[at_row[row]][source] = extreme
+                word = "largest" if func == "MAX" else "smallest"
+                out.append((f"the {end} row holds the {word} {task.layout.header(source)}", new))
+        return out
+
     def plan(self, env):
         lay, records = env.task.layout, env.state.records
         row, last = self.row(records, env.task), lay.last(len(records))
@@ -301,6 +375,13 @@ class Summary(Goal):
 
     def formula_cells(self, state, task, records):
         return {(self.sheet, i, j) for i in range(2, len(self.cats) + 2) for j in range(2, len(self.columns) + 2)}
+
+    def inputs(self, state, task, records):
+        out: dict[str, set[Key]] = {}
+        for j, (_, _, role) in enumerate(self.columns, start=2):
+            for name in ("cat", role) if role else ("cat",):
+                out.setdefault(name, set()).update((self.sheet, i, j) for i in range(2, len(self.cats) + 2))
+        return out
 
     def plan(self, env):
         lay, n, book = env.task.layout, len(env.state.records), env.state.book
@@ -475,6 +556,9 @@ class CellFormula(Goal):
     def expected(self, state, task, records):
         return {self.key: aggregate(self.func, [rec[self.role] for rec in records])}
 
+    def inputs(self, state, task, records):
+        return {self.role: {self.key}}
+
     def plan(self, env):
         s, r, c = self.key
         lay, n = env.task.layout, len(env.state.records)
@@ -513,4 +597,4 @@ class MatchBook(Goal):
 
 
 GOAL_TYPES = (MatchBook, NewColumn, InPlace, TotalsRow, Summary, Dedupe, SortRows, CellFormula)
-__all__ = ["GOAL_TYPES", "Goal", "Layout", "aggregate", "compute", "rows_by_id", "same_value", "show"]
+__all__ = ["GOAL_TYPES", "OP_INPUTS", "Goal", "Layout", "aggregate", "compute", "rows_by_id", "same_value", "show"]

@@ -166,7 +166,7 @@ def lookup_column(b: _Build) -> None:
     params = tuple(zip(codes, values, strict=True))
     formula = f"=VLOOKUP({b.L('code')}{{r}},{sheet}!$A$2:$B${len(codes) + 1},2,FALSE)"
     b.goals.append(NewColumn(live=True, col=col, header=dom.lookup_header, op="lookup", params=params,
-                             formula=formula))
+                             formula=formula, param_cells=tuple((sheet, i, 2) for i in range(2, len(codes) + 2))))
     b.lines.append(f"Add a column '{dom.lookup_header}' in column {L} (header in {L}1) that looks up each row's "
                    f"{b.h('code')} in the sheet '{sheet}' (codes in column A, values in column B). Use formulas.")
 
@@ -217,7 +217,7 @@ def fix_absolute_ref(b: _Build) -> None:
     for r in range(b.layout.first, b.last + 1):
         b.mess[(r, col)] = f"=ROUND({xL}{r}*(1+{R}{r - b.layout.first + 1}),2)"
     b.goals.append(NewColumn(live=True, col=col, header=header, op="rate", params=(rate,),
-                             formula=f"=ROUND({xL}{{r}}*(1+${R}$1),2)"))
+                             formula=f"=ROUND({xL}{{r}}*(1+${R}$1),2)", param_cells=((b.layout.sheet, 1, rate_col),)))
     b.lines.append(f"Column {L} ('{header}') should be {b.h('x')} plus the markup in {R}1, rounded to 2 decimals, "
                    f"but only the first row comes out right. Fix the formulas so every row uses {R}1.")
 
