@@ -8,6 +8,7 @@ import pytest
 
 from envs.spreadsheet.checker import check_task
 from envs.spreadsheet.env import SheetState, SpreadsheetEnv
+from envs.spreadsheet.formulas import col_letter
 from envs.spreadsheet.goals import NewColumn, Summary
 from envs.spreadsheet.plan import reference_plan
 from envs.spreadsheet.templates import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, generate_task
@@ -201,3 +202,41 @@ def test_a_users_xlsx_task_runs_through_gymnasium_make(tmp_path):
     assert terminated and reward == 0.0 and not info["success"]
     with pytest.raises(ValueError, match="task_from_xlsx"):
         gymnasium.make("recoverygym/Spreadsheet-v0", tasks=[])
+
+
+def _hard_code_rate(env, goal):  # =ROUND(F2*(1+0.15),2) instead of $K$1: right today, wrong when K1 changes
+    (s, r, c), = goal.param_cells
+    rate = env.state.book.cell_value(s, r, c)
+    return {k: env.state.book.raw(*k).replace(f"${col_letter(c)}${r}", f"{rate:g}") for k in _rows(env, goal)}
+
+
+def _hard_code_table(env, goal):  # IF(code="P-101",0.05,IF(...)): the table's values typed into the formula
+    lay, text = env.task.layout, '"?"'
+    for code, value in goal.params:
+        text = f'IF({{c}}="{code}",{value:g},{text})'
+    return {k: "=" + text.format(c=f"{lay.letter('code')}{k[1]}") for k in _rows(env, goal)}
+
+
+def _constants(env, goal):
+    return {k: f'="{env.state.book.cell_value(*k)}"' for k in _rows(env, goal)}
+
+
+def _rows(env, goal):
+    return sorted(goal.formula_cells(env.state, env.task, env.state.records))
+
+
+@pytest.mark.parametrize(("template", "k", "edit", "changed"), [
+    ("fix_absolute_ref", 0, _hard_code_rate, lambda env, goal: f"after {env.task.layout.sheet}!"),
+    ("lookup_column", 1, _hard_code_table, lambda env, goal: f"after {goal.param_cells[0][0]}!B2:B"),
+    ("conditional_flag", 18, _constants, lambda env, goal: "changes"),  # the old single change flipped no flag
+    ("conditional_flag", 24, _constants, lambda env, goal: "changes"),
+])
+def test_a_formula_that_types_in_an_input_fails_naming_the_input(template, k, edit, changed):
+    env = fresh(template, k)
+    solve(env)
+    goal = column_goal(env)
+    for key, text in edit(env, goal).items():
+        env.state.book.set_cell(*key, text)
+    s, reasons = score(env)
+    assert s == 0.0 and reasons[0].startswith("the results do not follow the data: ") and changed(env, goal) in (
+        reasons[0]), reasons
