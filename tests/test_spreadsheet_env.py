@@ -5,6 +5,7 @@ of an episode."""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import pickle
@@ -212,6 +213,33 @@ def test_pickled_env_continues_identically():
             break
 
 
+def _reference_to_the_end(env) -> list:
+    steps = []
+    while True:
+        out = env.step(env.reference_action())
+        steps.append(out)
+        if out[2] or out[3]:
+            return steps
+
+
+@pytest.mark.parametrize("faults", [None, FaultConfig.all(0.2)], ids=["no faults", "every fault at 0.2"])
+def test_deepcopied_and_pickled_envs_continue_exactly_as_the_original(faults):
+    """After an off-plan write the reference re-plans; a copy made then must too (the workbook's version survives
+    copying), so the reference gives the same observations, rewards and infos on the original and on both copies."""
+    solved = 0
+    for k in range(12):
+        env = SpreadsheetEnv(faults=faults)
+        env.reset(seed=k, options={"task_seed": k})
+        lay = env.task.layout
+        env.step(env.reference_action())  # the first look at the table
+        env.step(call("write_values", cells=f"{lay.sheet}!B{lay.first}", values=[[999]]))  # off the plan
+        twins = [copy.deepcopy(env), pickle.loads(pickle.dumps(env))]
+        runs = [_reference_to_the_end(e) for e in (env, *twins)]
+        assert runs[0] == runs[1] == runs[2], k
+        solved += runs[0][-1][1] == 1.0
+    assert solved == 12 or faults is not None
+
+
 def _table_mistakes(env):
     """Wrong writes into a task's data table, one call each, by name: what a slipped row or cell number does."""
     task, book = env.unwrapped.task, env.unwrapped.state.book
@@ -281,6 +309,8 @@ HOSTILE = [
     (call("read_range", cells="A1:XFD1048576"), "| A"),
     (call("read_range", cells="'; DROP TABLE x; --!A1"), "no sheet named"),
     (call("write_values", cells="H2", values=[["x" * 40_000]]), "at most 32767"),
+    (call("write_values", cells="H2", values=[[10**400]]), "too large"),
+    (call("write_values", cells="H2", values=[[1e308], [10**308]]), "wrote 2 value(s)"),
     (call("write_values", cells="H2", values="oops"), "must be a list"),
     (call("fill", cells="H2:H1048576", direction="down"), "more than 5000"),
     (call("fill", cells="H2:H5", direction="up"), "must be one of"),
@@ -298,6 +328,10 @@ def test_malformed_and_hostile_actions_are_observations(action, expect):
     assert reward == 0.0 and not terminated
     obs, *_ = env.step(call("list_sheets"))  # the env still works
     assert "A1:" in obs
+    for formula in ("=H2*10", "=H3*H3", "=H3&\"\""):  # what a cell holds never overflows later
+        env.step(call("set_formula", cell="I2", formula=formula))
+        env.step(call("read_range", cells="H1:I3"))
+    assert env.step(call("finish"))[1] == 0.0
 
 
 def test_episode_workbook_saves_as_xlsx_and_loads_back():

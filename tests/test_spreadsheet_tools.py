@@ -7,8 +7,10 @@ import re
 import numpy as np
 import pytest
 
+import envs.spreadsheet.env as spreadsheet_env
 from envs.core.tools import ToolError
 from envs.spreadsheet.env import SheetState, SpreadsheetEnv
+from envs.spreadsheet.formulas import XlError
 from envs.spreadsheet.templates import generate_task
 
 
@@ -28,6 +30,12 @@ def sheet(env) -> str:
 
 def value(env, ref):
     return env.state.book.value(sheet(env), ref)
+
+
+def contents(env) -> dict:
+    """Every cell of every sheet as it is held (formula text, not the compiled formula)."""
+    book = env.state.book
+    return {(s.name, r, c): book.raw(s.name, r, c) for s in book.sheets.values() for r, c in s.cells}
 
 
 ERRORS = [
@@ -149,3 +157,71 @@ def test_add_sheet_and_list_sheets(env):
 
 def test_finish_reads_nothing(env):
     assert "finished" in env.finish()
+
+
+# -- values a cell cannot hold; what formulas may cost ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", [10**400, -(10**400), 2**1100, float("inf"), float("-inf")],
+                         ids=["1e400", "-1e400", "2^1100", "inf", "-inf"])
+def test_write_values_refuses_a_number_no_cell_holds_and_writes_none_of_the_call(env, number):
+    before = contents(env)
+    with pytest.raises(ToolError, match=r"J3: .*(too large|not a number).*nothing was written"):
+        env.write_values("J2", [[1], [number]])
+    assert contents(env) == before  # J2 was not written either
+
+
+def test_numbers_are_stored_as_doubles_so_nothing_overflows_later(env):
+    """LibreOffice holds every number as an IEEE double: a big integer becomes the nearest double, and formulas over
+    it give #NUM! where the result is past the doubles, instead of raising OverflowError later."""
+    env.write_values("J2", [[2**60 + 1], [10**300], [1e308]])
+    assert value(env, "J2") == float(2**60) and type(value(env, "J2")) is float
+    assert "#NUM!" in env.set_formula("J5", "=J3*J3") and "#NUM!" in env.set_formula("J6", "=J4+J4")
+    assert "1E+300" in env.read_range("J2:J6")
+    assert isinstance(env.state.book.evaluate_all()[(sheet(env), 5, 10)], XlError)
+
+
+def test_a_fill_whose_formulas_would_read_too_many_cells_is_refused_before_evaluating(env):
+    """The fill of the issue (=SUMPRODUCT(AA1:AA5000,AA1:AA5000) down 5,000 rows: 25M cell reads, ~30 s) at a
+    smaller size: refused with the reason, and nothing changed (the version neither, so the plan stays valid)."""
+    env.set_formula("AB1", "=SUMPRODUCT(AA1:AA2000,AA1:AA2000)")
+    before, version = contents(env), env.state.book.version
+    with pytest.raises(ToolError, match=r"refused, nothing was changed: .* would read \d+ cells in all"):
+        env.fill("AB1:AB2000")
+    assert contents(env) == before and env.state.book.version == version
+    assert "filled 9 cell(s)" in env.fill("AB1:AB10")  # a small fill of the same formula is fine
+
+
+def test_a_value_write_that_stretches_whole_column_ranges_past_the_limit_is_refused(env):
+    for r in range(2, 12):
+        env.set_formula(f"J{r}", "=SUMPRODUCT(A:A,A:A)")  # cheap while the sheet's used range is a few rows
+    with pytest.raises(ToolError, match="would read"):
+        env.write_values("A1048576", [[1]])  # every A:A would then cover 1,048,576 cells
+    assert value(env, "A1048576") is None
+
+
+def test_formula_cells_past_the_limit_are_refused(env, monkeypatch):
+    monkeypatch.setattr(spreadsheet_env, "MAX_FORMULAS", 12)
+    env.set_formula("J2", "=A2")
+    before = contents(env)
+    with pytest.raises(ToolError, match="would hold 20 formula cells, and at most 12"):
+        env.fill("J2:J21")
+    assert contents(env) == before
+    env.fill("J2:J13")
+
+
+def test_a_refused_insert_puts_every_cell_and_formula_back(env, monkeypatch):
+    """Inserting rows inside ranges grows them; past the limit the insert is undone: cells moved back, formulas on
+    every sheet rewritten back."""
+    s = sheet(env)
+    env.add_sheet("Other")
+    env.set_formula("J2", "=SUMPRODUCT(A2:A12,A2:A12)")
+    env.set_formula("Other!A1", f"=SUM({s}!A2:A12)+{s}!B9")
+    before, work = contents(env), env.state.book.work()
+    monkeypatch.setattr(spreadsheet_env, "MAX_FORMULA_READS", work[1] + 10)
+    with pytest.raises(ToolError, match="would read"):
+        env.insert_rows(s, 5, 100)
+    assert contents(env) == before and env.state.book.work() == work
+    assert env.state.book.value("Other", "A1") == env.state.book.copy().value("Other", "A1")
+    env.insert_rows(s, 5, 1)  # within the limit
+    assert env.state.book.raw("Other", 1, 1) == f"=SUM({s}!A2:A13)+{s}!B10"

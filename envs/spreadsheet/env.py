@@ -8,8 +8,8 @@ observation; any other exception is a bug in the environment.
 from __future__ import annotations
 
 import copy
+import functools
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -32,13 +32,32 @@ from .formulas import (
 from .functions import number_text
 from .plan import reference_plan
 from .templates import SheetTask, generate_task
-from .workbook import Formula, Workbook, move_box, row_compare
+from .workbook import Formula, Workbook, move_box, row_compare, storable
 
 ROLE = ("You are a spreadsheet assistant. Do what the user asks below in their workbook with the tools, one tool call "
         "per turn. Change nothing the request does not need, leave no helper cells behind, and call finish when "
         "the workbook is done. Cell references look like B2 or Sheet!A1:C9; without a sheet name a reference means "
         "the first sheet.")
 MAX_READ, MAX_WRITE = 600, 5_000
+# What evaluating every formula may cost (``Workbook.work``): a call that would go past either is refused, so no
+# step (the checker's at the end included) evaluates more. A formula costs ~20 us, a cell its ranges read ~1.5 us.
+MAX_FORMULAS, MAX_FORMULA_READS = 10_000, 1_000_000
+
+
+def _atomic(fn):
+    """A write tool does all it says or nothing: a ToolError (or a bug) part-way undoes every change it made, and a
+    call that leaves the formulas more to evaluate than the limits allow is refused (``_within_limits``)."""
+
+    @functools.wraps(fn)
+    def run(self, *args, **kwargs):
+        book = self._book
+        with book.atomic():
+            self._work_before = book.work()
+            out = fn(self, *args, **kwargs)
+            self._within_limits()
+        return out
+
+    return run
 
 
 @dataclass
@@ -210,6 +229,19 @@ class SpreadsheetEnv(ToolEnv):
                 bad.append(f"{col_letter(c)}{r} {v.code}" + (f" ({v.detail})" if v.detail else ""))
         return f"; {len(bad)} cell(s) show errors: " + "; ".join(bad[:3]) if bad else ""
 
+    def _within_limits(self) -> None:
+        """Refuse (ToolError: the enclosing ``_atomic`` undoes the call) a change that grows the formulas' work past
+        the limits; a workbook that starts past them (a user's file) can still be edited where that adds none."""
+        formulas, reads = self._book.work()
+        before_formulas, before_reads = self._work_before
+        if formulas > MAX_FORMULAS and formulas > before_formulas:
+            raise ToolError(f"refused, nothing was changed: the workbook would hold {formulas} formula cells, and at "
+                            f"most {MAX_FORMULAS} can be evaluated; compute over ranges in fewer cells")
+        if reads > MAX_FORMULA_READS and reads > before_reads:
+            raise ToolError(f"refused, nothing was changed: the workbook's formulas would read {reads} cells in all "
+                            f"(each reference counted within its sheet's used range), at most {MAX_FORMULA_READS}; "
+                            "use fewer or smaller ranges, e.g. one total instead of a range in every row")
+
     def _set(self, sheet: str, r: int, c: int, raw) -> None:
         try:
             self._book.set_cell(sheet, r, c, raw)
@@ -280,6 +312,7 @@ class SpreadsheetEnv(ToolEnv):
     # -- write tools ----------------------------------------------------------------------------------------------
 
     @tool(write=True)
+    @_atomic
     def write_values(self, cells: str, values: list[list[str | float | bool | None]]) -> str:
         """Type values into cells, row by row, starting at the top-left cell. Numbers as JSON numbers (a quoted
         "12" stays text); null empties a cell. Formulas go in with set_formula.
@@ -300,12 +333,15 @@ class SpreadsheetEnv(ToolEnv):
             raise ToolError(f"{n} values starting at {cells[:20]!r} is too many or runs past the sheet's edge")
         if sum(len(v) for row in values for v in row if isinstance(v, str)) > 1_000_000:
             raise ToolError("values hold more than 1,000,000 characters of text; write less per call")
-        for row in values:
-            for v in row:
+        for i, row in enumerate(values):
+            for j, v in enumerate(row):
                 if isinstance(v, str) and v.startswith("=") and len(v) > 1:
                     raise ToolError(f"{v[:40]!r} is a formula; write_values types values only, use set_formula")
-                if isinstance(v, float) and not math.isfinite(v):
-                    raise ToolError(f"{v} is not a number a cell can hold")
+                try:
+                    storable(v)
+                except ValueError as err:
+                    raise ToolError(f"{self._where(sheet, box.r1 + i, box.c1 + j)}: {err}; nothing was written"
+                                    ) from None
         for i, row in enumerate(values):
             for j, v in enumerate(row):
                 self._set(sheet, box.r1 + i, box.c1 + j, v)
@@ -313,6 +349,7 @@ class SpreadsheetEnv(ToolEnv):
         return f"wrote {n} value(s) to {sheet}!{col_letter(box.c1)}{box.r1}:{end}"
 
     @tool(write=True)
+    @_atomic
     def set_formula(self, cell: str, formula: str) -> str:
         """Put a formula into one cell, like '=SUM(B2:B9)' or '=IF(C2>100,"high","low")'; shows its result.
 
@@ -327,10 +364,12 @@ class SpreadsheetEnv(ToolEnv):
         if not text.startswith("="):
             text = "=" + text
         self._set(sheet, box.r1, box.c1, text)
+        self._within_limits()  # before anything is evaluated
         note = self._errors_note(sheet, [(box.r1, box.c1)])
         return f"{self._where(sheet, box.r1, box.c1)}: {self._cell_text(sheet, box.r1, box.c1)}{note}"
 
     @tool(write=True)
+    @_atomic
     def fill(self, cells: str, direction: Literal["down", "right"] = "down") -> str:
         """Copy the first row of a range down over the rest of it (or the first column right), the way dragging the
         fill handle does: relative references move, $-absolute ones stay.
@@ -361,12 +400,14 @@ class SpreadsheetEnv(ToolEnv):
                     value = rewrite_refs(raw.text, lambda b, dr=r - r0, dc=c - c0: move_box(b, dr, dc))
                 self._set(sheet, r, c, value)
                 written.append((r, c))
+        self._within_limits()  # before anything is evaluated
         last = written[-1]
         sample = f"{self._where(sheet, *last)}: {self._cell_text(sheet, *last)}"
         return (f"filled {len(written)} cell(s) {direction} from {self._where(sheet, *cells_src[0])}; last one "
                 f"{sample}{self._errors_note(sheet, written)}")
 
     @tool(write=True)
+    @_atomic
     def clear_range(self, cells: str) -> str:
         """Empty cells (values and formulas).
 
@@ -394,6 +435,7 @@ class SpreadsheetEnv(ToolEnv):
         return f"{verb} {count} {axis}(s) at {name} {axis} {where}; formulas that refer to cells after it were adjusted"
 
     @tool(write=True)
+    @_atomic
     def insert_rows(self, sheet: str, before_row: int, count: int = 1) -> str:
         """Insert empty rows; the rows from before_row down move down.
 
@@ -405,6 +447,7 @@ class SpreadsheetEnv(ToolEnv):
         return self._shift(sheet, "row", before_row, count, "inserted")
 
     @tool(write=True)
+    @_atomic
     def delete_rows(self, sheet: str, first_row: int, count: int = 1) -> str:
         """Delete whole rows; the rows below move up. Formulas that referred to deleted cells show #REF!.
 
@@ -422,6 +465,7 @@ class SpreadsheetEnv(ToolEnv):
         return col_number(text)
 
     @tool(write=True)
+    @_atomic
     def insert_columns(self, sheet: str, before_column: str, count: int = 1) -> str:
         """Insert empty columns; the columns from before_column rightwards move right.
 
@@ -433,6 +477,7 @@ class SpreadsheetEnv(ToolEnv):
         return self._shift(sheet, "column", self._column(before_column), count, "inserted")
 
     @tool(write=True)
+    @_atomic
     def delete_columns(self, sheet: str, first_column: str, count: int = 1) -> str:
         """Delete whole columns; the columns to the right move left. Formulas that referred to them show #REF!.
 
@@ -444,6 +489,7 @@ class SpreadsheetEnv(ToolEnv):
         return self._shift(sheet, "column", self._column(first_column), count, "deleted")
 
     @tool(write=True)
+    @_atomic
     def sort_range(self, cells: str, keys: list[str]) -> str:
         """Sort the rows of a range (leave the header row out) by one or more columns; rows move as a whole.
 
@@ -481,6 +527,7 @@ class SpreadsheetEnv(ToolEnv):
                 + ", ".join(k.strip() for k in keys))
 
     @tool(write=True)
+    @_atomic
     def add_sheet(self, name: str) -> str:
         """Add an empty sheet at the end of the workbook.
 

@@ -3,11 +3,17 @@
 Evaluation is lazy and cached: a write clears the value cache, and reading a formula cell first evaluates the
 formula cells it depends on with an explicit stack (never Python recursion, so a 10k-long chain of references
 is fine), which also finds circular references and gives their cells ``#VALUE!`` as LibreOffice does.
+
+Every value that enters a cell passes ``storable``: numbers are IEEE doubles, as in LibreOffice, so a number no
+double holds is refused rather than stored to overflow later. ``work`` bounds what evaluating every formula can
+cost (a pure function of the cells), and ``atomic`` undoes a group of changes that fails part-way.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 from envs.spreadsheet.formulas import (
@@ -28,10 +34,44 @@ from envs.spreadsheet.functions import Ctx, Rng
 Value = None | bool | int | float | str | XlError
 _MISSING = object()
 _FAST_DEPTH = 30  # formula-to-formula recursion allowed before switching to the explicit-stack evaluator
+_BATCH = 64  # value writes in one ``atomic`` block that follow their readers before the whole cache is dropped
 
 
 class _Restart(Exception):
     """Unwinds a recursive evaluation that met a cycle or grew too deep (never an agent-visible error)."""
+
+
+def storable(raw):
+    """The value a cell stores for ``raw`` (a value, not formula text), or ValueError saying why no cell holds it.
+
+    Numbers are IEEE doubles as in LibreOffice: an integer beyond 2**53 becomes the nearest double, one beyond the
+    largest double (about 1.8E+308) and infinities or NaN are refused (LibreOffice keeps such input as text).
+    """
+    t = type(raw)
+    if t is int:
+        if -_EXACT <= raw <= _EXACT:
+            return raw
+        try:
+            return float(raw)
+        except OverflowError:  # str(raw) itself may be refused past 4300 digits, so give the size in digits
+            digits = int(raw.bit_length() * 0.30103) + 1
+            raise ValueError(f"a number of about {digits} digits is too large: a cell holds numbers up to about "
+                             f"1.8E+308 (IEEE doubles, as in LibreOffice); write it as text if you mean the digits"
+                             ) from None
+    if t is float:
+        if not math.isfinite(raw):
+            raise ValueError(f"{raw} is not a number a cell can hold: numbers must be finite, up to about 1.8E+308")
+        return raw
+    if t is str:
+        if len(raw) > MAX_STRING:
+            raise ValueError(f"text of {len(raw)} characters; a cell holds at most {MAX_STRING}")
+        return raw if raw else None
+    if raw is None or t is bool or t is XlError:
+        return raw
+    raise ValueError(f"a cell holds text, a number, TRUE/FALSE or nothing, not {t.__name__}")
+
+
+_EXACT = 2**53
 
 
 def addr(row: int, col: int) -> str:
@@ -95,24 +135,102 @@ class Workbook:
         self._memo: dict = {}  # range reads and aggregate results, valid until the next change
         self._index = None  # who reads which cell: built on demand, dropped when a formula changes
         self._active: set = set()
-        self.version = 0  # bumped by every change
+        self._journal: list | None = None  # inside ``atomic``: how to undo each change so far
+        self._batch = 0  # value writes so far inside ``atomic``
+        self._work: tuple[int, tuple[int, int]] | None = None  # (version, work()) for the latest version asked
+        self.version = 0  # bumped by every change; kept by copies and pickles (the env compares it)
 
     # --- state -------------------------------------------------------------------------------------------------
 
-    def __getstate__(self):
-        return {"sheets": self.sheets}
+    def __getstate__(self):  # caches are dropped: they are a function of the cells
+        return {"sheets": self.sheets, "version": self.version}
 
     def __setstate__(self, state):
         self.__init__(())
         self.sheets = state["sheets"]
+        self.version = state.get("version", 0)
 
     def copy(self) -> Workbook:
-        """An independent copy (formulas are immutable and shared)."""
+        """An independent copy (formulas are immutable and shared), at the same version."""
         out = Workbook(())
         for name, sheet in self.sheets.items():
             s = out.sheets[name] = Sheet(name)
             s.cells, s.formulas, s._extent = dict(sheet.cells), set(sheet.formulas), sheet._extent
+        out.version = self.version
         return out
+
+    @contextmanager
+    def atomic(self):
+        """Group changes: if an exception leaves the block, every cell, sheet and the version are as before it.
+
+        Nested blocks join the outermost one. Within a block, after many value writes the value cache is dropped
+        once instead of following each write's readers (a 5,000-cell write costs no more than one formula write).
+        """
+        if self._journal is not None:
+            yield
+            return
+        self._journal, version, self._batch = [], self.version, 0
+        try:
+            yield
+        except BaseException:
+            self._undo(self._journal, version)
+            raise
+        finally:
+            self._journal = None
+
+    def _undo(self, journal: list, version: int) -> None:
+        if not journal:  # refused before it changed anything
+            return
+        for entry in reversed(journal):
+            kind, sheet = entry[0], entry[1]
+            if kind == "cell":
+                _, _, key, old = entry
+                if old is _MISSING:
+                    sheet.cells.pop(key, None)
+                else:
+                    sheet.cells[key] = old
+                if type(old) is Formula:
+                    sheet.formulas.add(key)
+                else:
+                    sheet.formulas.discard(key)
+            elif kind == "cells":
+                _, _, sheet.cells, sheet.formulas = entry
+            elif kind == "sheet":
+                self.sheets.pop(sheet, None)
+        for s in self.sheets.values():
+            s._extent = None
+        self._values.clear()
+        self._memo.clear()
+        self._index, self._work = None, None
+        self.version = version
+
+    def _log(self, sheet: Sheet, key: tuple[int, int]) -> None:
+        if self._journal is not None:
+            self._journal.append(("cell", sheet, key, sheet.cells.get(key, _MISSING)))
+
+    def work(self) -> tuple[int, int]:
+        """(formula cells, cells their references cover): a bound on the work of evaluating every formula, a pure
+        function of the cells. A range counts the part of it inside its sheet's used extent (what functions read;
+        a range read more than once, as in a filled =SUM($B$2:$B$9), counts each time), a one-cell reference 1."""
+        if self._work is not None and self._work[0] == self.version:
+            return self._work[1]
+        formulas = area = 0
+        extents: dict[str, tuple[int, int]] = {}
+        for s in self.sheets.values():
+            formulas += len(s.formulas)
+            cells = s.cells
+            for key in s.formulas:
+                for box in cells[key].refs:
+                    if box.is_cell:
+                        area += 1
+                        continue
+                    target = self._resolve(box.sheet or s.name)
+                    if target is None:
+                        continue
+                    max_r, max_c = extents.get(target.name) or extents.setdefault(target.name, target.extent())
+                    area += max(0, min(box.r2, max_r) - box.r1 + 1) * max(0, min(box.c2, max_c) - box.c1 + 1)
+        self._work = (self.version, (formulas, area))
+        return formulas, area
 
     def sheet(self, name: str) -> Sheet:
         s = self.sheets.get(name)
@@ -125,6 +243,8 @@ class Workbook:
 
     def add_sheet(self, name: str) -> Sheet:
         self.sheets[name] = Sheet(name)
+        if self._journal is not None:
+            self._journal.append(("sheet", name))
         self._changed(formulas=True)
         return self.sheets[name]
 
@@ -135,6 +255,10 @@ class Workbook:
             if formulas:
                 self._index = None
             return
+        if self._journal is not None and not formulas:
+            self._batch += 1
+            if self._batch > _BATCH:  # many value writes in one call: forget everything once
+                formulas = True
         if formulas or key is None:
             self._values.clear()
             self._index = None
@@ -142,15 +266,15 @@ class Workbook:
             self._forget_readers(key)
 
     def set_cell(self, sheet: str, row: int, col: int, raw) -> None:
-        """Store a value, or a formula when ``raw`` is text starting with '=' (raises FormulaSyntaxError)."""
+        """Store a value, or a formula when ``raw`` is text starting with '=' (raises FormulaSyntaxError); a value
+        no cell can hold raises ValueError (see ``storable``)."""
         s = self.sheet(sheet)
         if type(raw) is str and raw.startswith("=") and len(raw) > 1:
             raw = parse_formula(raw)
-        elif type(raw) is str and len(raw) > MAX_STRING:
-            raise ValueError(f"text of {len(raw)} characters; a cell holds at most {MAX_STRING}")
-        elif raw == "":
-            raw = None
+        elif type(raw) is not Formula:
+            raw = storable(raw)
         key = (row, col)
+        self._log(s, key)
         was_formula = key in s.formulas
         if raw is None:
             s.cells.pop(key, None)
@@ -243,11 +367,18 @@ class Workbook:
             target = self._resolve(box.sheet or sheet_name)
             if target is None:
                 continue
+            formulas = target.formulas
             if box.is_cell:
-                if (box.r1, box.c1) in target.formulas:
+                if (box.r1, box.c1) in formulas:
                     prec.append((target.name, box.r1, box.c1))
+                continue
+            max_r, max_c = target.extent()
+            r2, c2 = min(box.r2, max_r), min(box.c2, max_c)
+            if (r2 - box.r1 + 1) * (c2 - box.c1 + 1) < len(formulas):  # scan the smaller of the range and formulas
+                prec.extend((target.name, r, c) for r in range(box.r1, r2 + 1) for c in range(box.c1, c2 + 1)
+                            if (r, c) in formulas)
             else:
-                prec.extend((target.name, r, c) for r, c in target.formulas if box.contains(r, c))
+                prec.extend((target.name, r, c) for r, c in formulas if box.contains(r, c))
         return prec
 
     def _resolve(self, name: str) -> Sheet | None:
@@ -362,6 +493,7 @@ class Workbook:
             for key in list(s.formulas):
                 text = rewrite_refs(s.cells[key].text, change)
                 if text != s.cells[key].text:
+                    self._log(s, key)
                     try:
                         s.cells[key] = parse_formula(text)
                     except FormulaSyntaxError as e:
@@ -382,6 +514,8 @@ class Workbook:
             if i > limit:
                 continue
             moved[(i, c) if axis == "row" else (r, i)] = raw
+        if self._journal is not None:
+            self._journal.append(("cells", s, s.cells, s.formulas))
         s.cells = moved
         s.formulas = {k for k, v in moved.items() if type(v) is Formula}
         s._extent = None
