@@ -8,8 +8,10 @@ regular expression, parsed into a small tuple AST, and compiled into nested Pyth
 function table in ``envs.spreadsheet.functions``.
 
 Hostile input is bounded by the same limits Excel has: formulas of at most 8,192 characters, nesting of at most
-64 levels, strings of at most 32,767 characters. A formula that breaks a limit or does not parse raises
-``FormulaSyntaxError`` with the position and a hint; evaluation problems are error *values* (``XlError``).
+64 levels, strings of at most 32,767 characters. A run of one operator (``1+1+...+1``, ``1%%%``) is one flat node,
+not a deep tree, and the tree is at most ``MAX_DEPTH`` levels deep, so neither compiling nor evaluating recurses
+deeply. A formula that breaks a limit or does not parse raises ``FormulaSyntaxError`` with the position and a hint;
+evaluation problems are error *values* (``XlError``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
 
 MAX_ROW, MAX_COL = 1_048_576, 16_384
 MAX_FORMULA_CHARS, MAX_NESTING, MAX_STRING = 8_192, 64, 32_767
+MAX_DEPTH = 160  # levels of the parsed tree (operators, functions, parentheses): bounds compile/evaluate recursion
 ERROR_CODES = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
 
 
@@ -47,12 +50,14 @@ class XlError(Exception):
     """A spreadsheet error value such as ``#DIV/0!``; ``detail`` says why (shown to the agent, not compared).
 
     It is an exception so functions can raise it to short-circuit, and a value stored in cells: two errors are
-    equal when their codes are.
+    equal when their codes are. ``deliberate`` marks a case where the engine rejects on purpose what LibreOffice
+    computes (a limit such as the 32,767-character text cap, or an answer that depends on LibreOffice's
+    implementation, such as an approximate MATCH over unsorted data); docs/spreadsheet-formulas.md lists them.
     """
 
-    def __init__(self, code: str, detail: str = ""):
+    def __init__(self, code: str, detail: str = "", deliberate: bool = False):
         super().__init__(code)
-        self.code, self.detail = code, detail
+        self.code, self.detail, self.deliberate = code, detail, deliberate
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, XlError) and other.code == self.code
@@ -67,7 +72,7 @@ class XlError(Exception):
         return self.code
 
     def __reduce__(self):
-        return (XlError, (self.code, self.detail))
+        return (XlError, (self.code, self.detail, self.deliberate))
 
 
 class FormulaSyntaxError(ValueError):
@@ -209,16 +214,30 @@ def tokenize(text: str) -> list[tuple[str, str]]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Parser: tokens -> tuple AST. Precedence (low to high): comparison, &, + -, * /, ^, unary -, %.
-# Nodes: ("num", x) ("str", s) ("bool", b) ("err", code) ("ref", RefBox) ("neg", n) ("pct", n)
-#        ("bin", op, a, b) ("call", NAME, [args]) ("name", text)
+# Parser: tokens -> tuple AST. Precedence (low to high): comparison, &, + -, * /, ^, unary -, %, intersection
+# (a space between two references, as in Excel: ``A1:C3 B2:D4``).
+# Nodes: ("num", x) ("str", s) ("bool", b) ("err", code[, detail]) ("ref", RefBox) ("neg", n) ("pct", n, count)
+#        ("chain", (op, ...), [a, b, ...]) ("isect", [ref, ref, ...]) ("call", NAME, [args]) ("name", text)
+# A chain holds a left-to-right run of operators of one precedence level: 1+2-3 is ("chain", ("+", "-"), [1, 2, 3]).
 
 _CMP, _ADD, _MUL = ("=", "<>", "<", ">", "<=", ">="), ("+", "-"), ("*", "/")
+_ISECT = ("op", " ")  # the intersection operator, made from whitespace between two references
+
+
+def _with_intersections(tokens: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Drop whitespace, turning whitespace between two references into the intersection operator."""
+    out: list[tuple[str, str]] = []
+    for k, tok in enumerate(tokens):
+        if tok[0] != "ws":
+            out.append(tok)
+        elif out and out[-1][0] == "ref" and k + 1 < len(tokens) and tokens[k + 1][0] == "ref":
+            out.append(_ISECT)
+    return out
 
 
 class _Parser:
     def __init__(self, tokens: list[tuple[str, str]], source: str):
-        self.toks = [t for t in tokens if t[0] != "ws"] + [("end", "")]
+        self.toks = _with_intersections(tokens) + [("end", "")]
         self.i, self.depth, self.source = 0, 0, source
 
     def peek(self) -> tuple[str, str]:
@@ -235,11 +254,15 @@ class _Parser:
         return FormulaSyntaxError(f"{what}, found {seen} in {self.source[:80]!r}")
 
     def binary(self, ops, sub):
+        """A run of operators of one level, as one flat node (a loop, not recursion: 1,000 '+' terms are shallow)."""
         node = sub()
+        if not (self.peek()[0] == "op" and self.peek()[1] in ops):
+            return node
+        seen, operands = [], [node]
         while self.peek()[0] == "op" and self.peek()[1] in ops:
-            op = self.take()[1]
-            node = ("bin", op, node, sub())
-        return node
+            seen.append(self.take()[1])
+            operands.append(sub())
+        return ("chain", tuple(seen), operands)
 
     def expr(self):
         return self.binary(_CMP, self.concat)
@@ -260,11 +283,24 @@ class _Parser:
         negate = False
         while self.peek() in (("op", "-"), ("op", "+")):  # a loop, not recursion: '------1' is not deep
             negate ^= self.take()[1] == "-"
-        node = self.primary()
+        node = self.reference()
+        count = 0
         while self.peek() == ("op", "%"):
             self.take()
-            node = ("pct", node)
+            count += 1
+        if count:
+            node = ("pct", node, count)
         return ("neg", node) if negate else node
+
+    def reference(self):
+        node = self.primary()
+        if self.peek() != _ISECT:
+            return node
+        parts = [node]
+        while self.peek() == _ISECT:
+            self.take()
+            parts.append(self.primary())
+        return ("isect", parts)
 
     def nest(self):
         self.depth += 1
@@ -275,7 +311,10 @@ class _Parser:
     def primary(self):
         kind, text = self.take()
         if kind == "num":
-            return ("num", float(text))
+            x = float(text)
+            if x == float("inf"):  # LibreOffice: #VALUE!
+                return ("err", "#VALUE!", f"the number {text[:24]} is larger than the largest number, 1.8E+308")
+            return ("num", x)
         if kind == "str":
             return ("str", text[1:-1].replace('""', '"'))
         if kind == "bool":
@@ -356,6 +395,9 @@ def parse_formula(text: str) -> Formula:
     ast = parser.expr()
     if parser.peek()[0] != "end":
         raise parser.fail("expected an operator or the end of the formula")
+    if _depth(ast) > MAX_DEPTH:
+        raise FormulaSyntaxError(f"the formula is nested more than {MAX_DEPTH} levels deep (operators, functions and "
+                                 f"parentheses); split it over helper cells")
     refs: list[RefBox] = []
     from envs.spreadsheet.functions import (
         compile_ast,  # functions imports this module; import here
@@ -366,6 +408,24 @@ def parse_formula(text: str) -> Formula:
         _CACHE.clear()
     _CACHE[text] = formula
     return formula
+
+
+def _depth(ast) -> int:
+    """Levels of the tree, counted with an explicit stack (the tree may be as deep as the parser allowed)."""
+    deepest, stack = 0, [(ast, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        kind = node[0]
+        if kind == "chain":
+            stack.extend((n, d + 1) for n in node[2])
+        elif kind == "isect":
+            stack.extend((n, d + 1) for n in node[1])
+        elif kind == "call":
+            stack.extend((n, d + 1) for n in node[2])
+        elif kind in ("neg", "pct"):
+            stack.append((node[1], d + 1))
+    return deepest
 
 
 def rewrite_refs(text: str, change: Callable[[RefBox], RefBox | None]) -> str:

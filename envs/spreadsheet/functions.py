@@ -1,14 +1,21 @@
 """Formula semantics: value coercion, operators, criteria, the function table, and the AST -> closure compiler.
 
 Semantics follow LibreOffice Calc reading .xlsx (our ground truth, checked by tests/test_spreadsheet_libreoffice.py),
-which differs from Excel in a few corners: TRUE concatenates as "1", SUM("3") is #VALUE!, a VLOOKUP column or
-INDEX position past the table is #VALUE!, numbers compare equal within 2^-48 relative.
+which differs from Excel in a few corners: a boolean is the number 1 or 0 (TRUE concatenates as "1", counts in
+SUM over a range, equals 1), SUM("3") is #VALUE!, a VLOOKUP column or INDEX position past the table is #VALUE!,
+numbers compare equal within 2^-48 relative.
 Where a function is not here, the formula shows ``#NAME?`` with the list of supported functions.
+
+Every number that enters a function is finite (text such as "1e999" reads as the largest number, 1.8E+308, as
+LibreOffice reads it; a huge integer from a cell is #NUM!), every number a function or operator returns is checked
+(#NUM! when it is not finite), and integer arguments go through ``integer()``, which truncates as LibreOffice does
+and answers #VALUE! outside the range LibreOffice accepts: no Python OverflowError escapes an evaluation.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -16,14 +23,16 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperati
 
 from envs.spreadsheet.formulas import MAX_STRING, FormulaSyntaxError, RefBox, XlError
 
+_MAX_FLOAT = 1.7976931348623157e308
+INT16, INT32 = (-32_768, 32_767), (-2_147_483_648, 2_147_483_647)
 _EPOCH = _dt.date(1899, 12, 30)
 _NUM_RE = re.compile(r"[+-]?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]*)(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
 _ISO_RE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
 _US_RE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
 
 
-def err(code: str, detail: str = "") -> XlError:
-    return XlError(code, detail)
+def err(code: str, detail: str = "", deliberate: bool = False) -> XlError:
+    return XlError(code, detail, deliberate)
 
 
 class Ctx:
@@ -110,6 +119,8 @@ def text_to_number(s: str):
     mantissa = body.partition("e")[0].partition("E")[0]
     if _NUM_RE.fullmatch(body) and any(ch.isdigit() for ch in mantissa):  # "E5" is text, not 0 x 10^5
         x = float(body.replace(",", ""))
+        if math.isinf(x):  # LibreOffice reads "1e999" as the largest number
+            x = math.copysign(_MAX_FLOAT, x)
         return x / 100 if pct else x
     if (m := _ISO_RE.fullmatch(t)) or (m := _US_RE.fullmatch(t)):
         y, mo, d = (int(g) for g in m.groups()) if m.re is _ISO_RE else (int(m[3]), int(m[1]), int(m[2]))
@@ -122,11 +133,23 @@ def text_to_number(s: str):
     return None
 
 
+def finite(v) -> float:
+    """A cell's number as a float: an integer too large for a float (a user's 10**400) is #NUM!, not OverflowError."""
+    if type(v) is float:
+        return v
+    try:
+        return float(v)
+    except OverflowError:
+        raise err("#NUM!", "the number is larger than the largest number, 1.8E+308") from None
+
+
 def num(v) -> float:
     v = single(v)
     t = type(v)
-    if t is float or t is int:
+    if t is float:
         return v
+    if t is int:
+        return finite(v)
     if t is bool:
         return 1.0 if v else 0.0
     if v is None:
@@ -167,19 +190,45 @@ def text(v) -> str:
 
 
 def truth(v) -> bool:
+    """A condition (IF, NOT): LibreOffice reads it as a number, so the text "1" or "TRUE" is true and "x" #VALUE!."""
     v = single(v)
-    t = type(v)
-    if t is bool:
+    if type(v) is bool:
         return v
-    if t is float or t is int:
-        return v != 0
-    if v is None:
-        return False
-    if t is str:
-        if v.upper() in ("TRUE", "FALSE"):
-            return v.upper() == "TRUE"
-        raise err("#VALUE!", f"text {v[:30]!r} is not TRUE or FALSE")
-    raise v
+    if type(v) is str and text_to_number(v) is None:
+        raise err("#VALUE!", f"text {v[:30]!r} is not a number or TRUE/FALSE")
+    return num(v) != 0
+
+
+def integer(v, bounds: tuple[int, int] = INT32, what: str = "the number") -> int:
+    """An integer argument as LibreOffice takes one: truncated toward zero (after rounding away float noise, so
+    0.99999999999999989 is 1), and #VALUE! outside ``bounds`` (LibreOffice's 16- or 32-bit argument range)."""
+    x = num(v)
+    x = approx_floor(x) if x >= 0 else -approx_floor(-x)
+    lo, hi = bounds
+    if not lo <= x <= hi:
+        raise err("#VALUE!", f"{what} must be a whole number from {lo} to {hi}, got {number_text(x)}")
+    return int(x)
+
+
+def approx_value(x: float) -> float:
+    """LibreOffice's rtl::math::approxValue: a non-integer below 2^41 rounded to 15 significant digits."""
+    if x == 0 or not math.isfinite(x) or abs(x) > 2.0**41 or x == int(x):
+        return x
+    return float(f"{x:.15g}")
+
+
+def approx_floor(x: float) -> float:
+    """LibreOffice's approxFloor (INT, MOD, integer arguments): floor after dropping float noise; keeps +-inf."""
+    if not math.isfinite(x):
+        return x
+    return float(math.floor(approx_value(x)))
+
+
+def approx_sub(a: float, b: float) -> float:
+    """LibreOffice's approxSub: a - b, but 0 when a and b have one sign and agree within 2^-48 relative."""
+    if ((a < 0 and b < 0) or (a > 0 and b > 0)) and approx_eq(a, b):
+        return 0.0
+    return a - b
 
 
 def check_num(x: float) -> float:
@@ -189,28 +238,45 @@ def check_num(x: float) -> float:
 
 
 def approx_eq(a: float, b: float) -> bool:
-    return a == b or abs(a - b) <= max(abs(a), abs(b)) * 2.0**-48
+    """Equal within 2^-48 relative, as LibreOffice compares numbers (never true of a finite and an infinite one)."""
+    if a == b:
+        return True
+    d = abs(a - b)
+    return d <= max(abs(a), abs(b)) * 2.0**-48 and d != math.inf
 
 
-def _rank(v) -> int:
+def fsum(values) -> float:
+    """The exactly rounded sum; inf (so #NUM!) only when the sum itself is too large, not a partial sum (SUM of
+    1e308, 1e308 and -1e308 is 1e308, as in LibreOffice)."""
+    values = list(values)
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        return math.fsum(v * 0.5 for v in values) * 2
+
+
+def is_number(v) -> bool:
+    """A number as LibreOffice sees one: a float, an int, or a boolean (TRUE is 1 with a boolean format)."""
     t = type(v)
-    return 0 if t is float or t is int else 1 if t is str else 2
+    return t is float or t is int or t is bool
 
 
 def compare(a, b) -> int:
-    """-1, 0 or 1; numbers < text < booleans; text case-insensitive; blank is 0, "" or FALSE as the other side."""
+    """-1, 0 or 1; numbers (booleans are 1 and 0) < text; text case-insensitive; blank is 0 or "" as the other side."""
     if a is None:
-        a = "" if type(b) is str else False if type(b) is bool else 0.0
+        a = "" if type(b) is str else 0.0
     if b is None:
-        b = "" if type(a) is str else False if type(a) is bool else 0.0
-    ra, rb = _rank(a), _rank(b)
-    if ra != rb:
-        return -1 if ra < rb else 1
-    if ra == 1:
+        b = "" if type(a) is str else 0.0
+    sa, sb = type(a) is str, type(b) is str
+    if sa != sb:
+        return 1 if sa else -1
+    if sa:
         a, b = a.lower(), b.lower()
-    elif ra == 0 and approx_eq(a, b):
+        return 0 if a == b else -1 if a < b else 1
+    a, b = finite(a), finite(b)
+    if approx_eq(a, b):
         return 0
-    return 0 if a == b else -1 if a < b else 1
+    return -1 if a < b else 1
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -247,34 +313,65 @@ _CMPS = {"=": lambda c: c == 0, "<>": lambda c: c != 0, "<": lambda c: c < 0, ">
          "<=": lambda c: c <= 0, ">=": lambda c: c >= 0}
 
 
-def _binary(op: str, fa, fb):
+def too_long() -> XlError:
+    return err("#VALUE!", f"text longer than {MAX_STRING} characters (the cell limit)", deliberate=True)
+
+
+def _apply(op: str, a, b):
+    """One binary operator on two evaluated operands (errors raise)."""
     if op in _ARITH:
-        f = _ARITH[op]
-
-        def arith(ctx):
-            try:
-                return check_num(f(num(fa(ctx)), num(fb(ctx))))
-            except XlError as e:
-                return e
-        return arith
+        return check_num(_ARITH[op](num(a), num(b)))
     if op == "&":
-        def concat(ctx):
-            try:
-                s = text(fa(ctx)) + text(fb(ctx))
-            except XlError as e:
-                return e
-            return s if len(s) <= MAX_STRING else err("#VALUE!", f"text longer than {MAX_STRING} characters")
-        return concat
-    test = _CMPS[op]
+        s = text(a) + text(b)
+        if len(s) > MAX_STRING:
+            raise too_long()
+        return s
+    a, b = single(a), single(b)
+    if type(a) is XlError:
+        raise a
+    if type(b) is XlError:
+        raise b
+    return _CMPS[op](compare(a, b))
 
-    def cmp(ctx):
-        a, b = single(fa(ctx)), single(fb(ctx))
-        if isinstance(a, XlError):
-            return a
-        if isinstance(b, XlError):
-            return b
-        return test(compare(a, b))
-    return cmp
+
+def _chain(ops: tuple[str, ...], fs: list[Callable]) -> Callable:
+    """A left-to-right run of operators of one level (1+2-3), evaluated in a loop."""
+    first, rest = fs[0], list(zip(ops, fs[1:], strict=True))
+
+    def chain(ctx):
+        try:
+            acc = first(ctx)
+            for op, f in rest:
+                acc = _apply(op, acc, f(ctx))
+            return acc
+        except XlError as e:
+            return e
+        except ArithmeticError:  # a float operation overflowed: what LibreOffice shows as #NUM!
+            return err("#NUM!", "the result is too large")
+    return chain
+
+
+def _intersect(fs: list[Callable]) -> Callable:
+    """The intersection operator: the cells two references share (LibreOffice: #REF! when they share none)."""
+    def isect(ctx):
+        out = None
+        for f in fs:
+            v = f(ctx)
+            if type(v) is XlError:
+                return v
+            if type(v) is not Rng:
+                return err("#VALUE!", "the intersection operator (a space) needs references on both sides")
+            if out is None:
+                out = v
+                continue
+            if v.sheet != out.sheet:
+                return err("#VALUE!", "an intersection of references on different sheets")
+            r1, c1, r2, c2 = max(out.r1, v.r1), max(out.c1, v.c1), min(out.r2, v.r2), min(out.c2, v.c2)
+            if r1 > r2 or c1 > c2:
+                return err("#REF!", "the references of the intersection (a space) share no cell")
+            out = Rng(out.book, out.sheet, r1, c1, r2, c2)
+        return out
+    return isect
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -289,7 +386,7 @@ def compile_ast(node, refs: list[RefBox], as_arg: bool = False) -> Callable:
     if kind == "blank":
         return lambda ctx: None
     if kind == "err":
-        e = err(node[1], "an error written into the formula")
+        e = err(node[1], node[2] if len(node) > 2 else "an error written into the formula")
         return lambda ctx: e
     if kind == "name":
         e = err("#NAME?", f"unknown name {node[1]!r}; text needs double quotes, like \"{node[1]}\"")
@@ -311,19 +408,33 @@ def compile_ast(node, refs: list[RefBox], as_arg: bool = False) -> Callable:
                 return e
         return neg
     if kind == "pct":
-        f = compile_ast(node[1], refs)
+        f, count = compile_ast(node[1], refs), node[2]
 
         def pct(ctx):
             try:
-                return num(f(ctx)) / 100
+                x = num(f(ctx))
             except XlError as e:
                 return e
+            for _ in range(count):  # 1%%% divides by 100 three times (underflows to 0, never overflows)
+                if x == 0:
+                    break
+                x /= 100
+            return x
         return pct
-    if kind == "bin":
-        return _binary(node[1], compile_ast(node[2], refs), compile_ast(node[3], refs))
+    if kind == "chain":
+        return _chain(node[1], [compile_ast(n, refs) for n in node[2]])
+    if kind == "isect":
+        return _intersect([compile_ast(n, refs, as_arg=True) for n in node[1]])
     if kind == "call":
         return _compile_call(node[1], node[2], refs)
     raise AssertionError(f"unknown AST node {kind}")
+
+
+def checked(v):
+    """A function's result: a float must be finite (inf or nan is #NUM!, as LibreOffice shows an overflow)."""
+    if type(v) is float and not math.isfinite(v):
+        raise err("#NUM!", "the result is too large")
+    return v
 
 
 def _compile_call(name: str, args: list, refs: list[RefBox]) -> Callable:
@@ -347,9 +458,11 @@ def _compile_call(name: str, args: list, refs: list[RefBox]) -> Callable:
     if name in LAZY:
         def lazy(ctx):
             try:
-                return fn(ctx, *thunks)
+                return checked(fn(ctx, *thunks))
             except XlError as e:
                 return e
+            except ArithmeticError:
+                return err("#NUM!", f"{name}: the result is too large")
         return lazy
 
     def call(ctx):
@@ -358,9 +471,11 @@ def _compile_call(name: str, args: list, refs: list[RefBox]) -> Callable:
             for v in values:
                 if type(v) is XlError:
                     raise v
-            return fn(*values)
+            return checked(fn(*values))
         except XlError as e:
             return e
+        except ArithmeticError:  # OverflowError from a float operation: a number past 1.8E+308
+            return err("#NUM!", f"{name}: the result is too large")
 
     if name not in MEMO:
         return call
@@ -378,9 +493,11 @@ def _compile_call(name: str, args: list, refs: list[RefBox]) -> Callable:
                 for v in values:
                     if type(v) is XlError:
                         raise v
-                out = fn(*values)
+                out = checked(fn(*values))
             except XlError as e:
                 out = e
+            except ArithmeticError:
+                out = err("#NUM!", f"{name}: the result is too large")
             memo[key] = out
         return out
     return memo_call
@@ -390,21 +507,129 @@ def _compile_call(name: str, args: list, refs: list[RefBox]) -> Callable:
 # Criteria for SUMIF/COUNTIF/...: ">=5", "East", "e*", "<>", "" and so on.
 
 
-def _wildcard(pattern: str) -> re.Pattern:
-    out, i = [], 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "~" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
+def _fold(s: str) -> str:
+    """Lower case with one character per character, so positions in the folded text are positions in ``s``."""
+    low = s.lower()
+    if len(low) == len(s):
+        return low
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in s)
+
+
+_REGEX_BUDGET = 2_000_000  # piece length x text length above which a '?' piece is searched with bit-parallel Shift-And
+
+
+class _Piece:
+    """Text between two '*' of a wildcard pattern: literal characters and '?' (None), always of one length."""
+
+    __slots__ = ("chars", "lit", "masks", "rx")
+
+    def __init__(self, chars: list[str | None]):
+        self.chars = chars
+        self.lit = "".join(chars) if None not in chars else None
+        self.rx = None if self.lit is not None else re.compile(
+            "".join("." if c is None else re.escape(c) for c in chars), re.DOTALL)
+        self.masks = None
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def at(self, t: str, k: int) -> bool:
+        if self.lit is not None:
+            return t.startswith(self.lit, k)
+        return self.rx.match(t, k) is not None
+
+    def find(self, t: str, pos: int, end: int) -> int:
+        """The leftmost k >= pos where the piece fits inside t[pos:end], or -1."""
+        m = len(self.chars)
+        if m == 0:
+            return pos if pos <= end else -1
+        if self.lit is not None:
+            return t.find(self.lit, pos, end)
+        if m * (end - pos) <= _REGEX_BUDGET:  # a fixed-length regex: at most m steps per start, usually far fewer
+            hit = self.rx.search(t, pos, end)
+            return -1 if hit is None else hit.start()
+        return self._shift_and(t, pos, end)
+
+    def _shift_and(self, t: str, pos: int, end: int) -> int:
+        """Bit-parallel search (Baeza-Yates-Gonnet): one step per character of the text, whatever the piece."""
+        if self.masks is None:
+            anyc = sum(1 << j for j, c in enumerate(self.chars) if c is None)
+            masks: dict[str, int] = {}
+            for j, c in enumerate(self.chars):
+                if c is not None:
+                    masks[c] = masks.get(c, anyc) | (1 << j)
+            self.masks = (anyc, masks)
+        anyc, masks = self.masks
+        get, top, state, m = masks.get, 1 << (len(self.chars) - 1), 0, len(self.chars)
+        for i in range(pos, end):
+            state = ((state << 1) | 1) & get(t[i], anyc)
+            if state & top:
+                return i - m + 1
+        return -1
+
+
+class Wildcard:
+    """A criteria/SEARCH pattern: '*' is any run of characters, '?' any one, '~' makes the next character literal
+    (a '~' at the end is itself). Case-insensitive, and matched without backtracking: the pieces between stars are
+    placed greedily, leftmost first, which is exact for such patterns, so the work is about linear in the text
+    (``=SEARCH("*x*x*x*y",REPT("x",200))`` is a few string scans, not 27 s of regex backtracking)."""
+
+    __slots__ = ("pieces",)
+
+    def __init__(self, pattern: str):
+        pieces: list[list[str | None]] = [[]]
+        i = 0
+        while i < len(pattern):
+            ch = pattern[i]
+            if ch == "~" and i + 1 < len(pattern):
+                pieces[-1].append(_fold(pattern[i + 1]))
+                i += 2
+                continue
+            if ch == "*":
+                pieces.append([])
+            else:
+                pieces[-1].append(None if ch == "?" else _fold(ch))
             i += 1
-        elif ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+        self.pieces = [_Piece(p) for p in pieces]
+
+    def fullmatch(self, text: str) -> bool:
+        t, ps = _fold(text), self.pieces
+        n, first, last = len(text), ps[0], ps[-1]
+        if len(ps) == 1:
+            return len(first) == n and first.at(t, 0)
+        if len(first) + len(last) > n or not first.at(t, 0) or not last.at(t, n - len(last)):
+            return False
+        pos, end = len(first), n - len(last)
+        for piece in ps[1:-1]:
+            k = piece.find(t, pos, end)
+            if k < 0:
+                return False
+            pos = k + len(piece)
+        return True
+
+    def search(self, text: str, start: int = 0) -> int:
+        """The leftmost position >= start where a match begins, or -1. A later start never helps the pieces after
+        the first one, so the first one's leftmost place is the only candidate."""
+        t, ps = _fold(text), self.pieces
+        s = ps[0].find(t, start, len(t))
+        if s < 0:
+            return -1
+        pos = s + len(ps[0])
+        for piece in ps[1:]:
+            k = piece.find(t, pos, len(t))
+            if k < 0:
+                return -1
+            pos = k + len(piece)
+        return s
+
+
+@functools.lru_cache(maxsize=1024)
+def wildcard(pattern: str) -> Wildcard:
+    return Wildcard(pattern)
+
+
+def has_wildcards(s: str) -> bool:
+    return "*" in s or "?" in s or "~" in s
 
 
 def criterion(c) -> tuple[Callable[[object], bool], bool]:
@@ -414,23 +639,21 @@ def criterion(c) -> tuple[Callable[[object], bool], bool]:
         raise c
     if c is None:
         c = 0.0
-    if type(c) is not str:
-        want = num(c) if type(c) is not bool else c
-        if type(want) is bool:
-            return (lambda v: type(v) is bool and v == want), False
-        return (lambda v: (type(v) is float or type(v) is int) and approx_eq(v, want)), False
+    if type(c) is not str:  # a number or a boolean (TRUE is 1): matches numbers and booleans of that value
+        want = num(c)
+        return (lambda v: is_number(v) and approx_eq(finite(v), want)), False
     op = next((o for o in ("<=", ">=", "<>", "<", ">", "=") if c.startswith(o)), "")
     operand = c[len(op):]
     x = text_to_number(operand) if operand.strip() else None
-    if x is not None and operand.strip().upper() not in ("TRUE", "FALSE"):
+    if x is not None:
         test = _CMPS[op or "="]
 
         def numeric(v):
-            return (type(v) is float or type(v) is int) and test(compare(v, x))
+            return is_number(v) and test(compare(v, x))
 
         low = operand.strip().lower()
         if op == "<>":
-            return (lambda v: not ((type(v) is float or type(v) is int) and approx_eq(v, x)
+            return (lambda v: not (is_number(v) and approx_eq(finite(v), x)
                                    or type(v) is str and v.strip().lower() == low)), True
         if op in ("", "="):  # LibreOffice: "12" matches the number 12 and the text "12"
             return (lambda v: numeric(v) or type(v) is str and v.strip().lower() == low), False
@@ -441,11 +664,11 @@ def criterion(c) -> tuple[Callable[[object], bool], bool]:
         if op == "<>":
             return (lambda v: v is not None and v != ""), False
     if op in ("", "=", "<>"):
-        if any(ch in operand for ch in "*?~"):
-            rx = _wildcard(operand)
+        if has_wildcards(operand):
+            pattern = wildcard(operand)
 
             def hit(v):
-                return type(v) is str and rx.fullmatch(v) is not None
+                return type(v) is str and pattern.fullmatch(v)
         else:
             low = operand.lower()
 
@@ -468,15 +691,9 @@ def matches(rng: Rng, crit) -> list[tuple[int, int]]:
     return out
 
 
-def serial_to_date(x: float) -> _dt.date:
-    if not 0 <= x < 2_958_466:
-        raise err("#NUM!", "not a date serial number")
-    return _EPOCH + _dt.timedelta(days=int(x))
-
-
 def round_decimal(x: float, digits: float, mode: str) -> float:
     d = int(digits)
-    if d > 15:
+    if d > 15 or x == 0:
         return x
     q = Decimal(1).scaleb(-d)
     rounding = {"half": ROUND_HALF_UP, "up": ROUND_UP, "down": ROUND_DOWN}[mode]

@@ -13,11 +13,18 @@ import math
 
 from envs.spreadsheet.formulas import XlError
 from envs.spreadsheet.functions import (
+    INT16,
     Rng,
-    _wildcard,
+    approx_floor,
+    approx_sub,
     compare,
     criterion,
     err,
+    finite,
+    fsum,
+    has_wildcards,
+    integer,
+    is_number,
     matches,
     num,
     number_text,
@@ -26,8 +33,10 @@ from envs.spreadsheet.functions import (
     text,
     text_to_number,
     truth,
+    wildcard,
 )
 from envs.spreadsheet.library_text import (
+    CHAR,
     CONCAT,
     CONCATENATE,
     DATE,
@@ -53,13 +62,16 @@ from envs.spreadsheet.library_text import (
 
 
 def _numbers(args, direct_text: bool = False):
-    """Numbers among the arguments: in references only real numbers count; direct booleans and texts convert."""
+    """Numbers among the arguments: in references only numbers count (booleans too: LibreOffice stores TRUE as 1);
+    direct booleans and texts convert."""
     for a in args:
         if type(a) is Rng:
             for _, _, v in a.filled():
                 t = type(v)
-                if t is float or t is int:
+                if t is float:
                     yield v
+                elif t is int or t is bool:
+                    yield finite(v)
                 elif t is XlError:
                     raise v
         elif a is None:
@@ -71,18 +83,19 @@ def _numbers(args, direct_text: bool = False):
 
 
 def SUM(*args):
-    return math.fsum(_numbers(args))
+    return fsum(_numbers(args))
 
 
 def PRODUCT(*args):
-    return math.prod(_numbers(args))
+    values = list(_numbers(args))
+    return math.prod(values) if values else 0.0  # LibreOffice: the product of no numbers is 0
 
 
 def COUNT(*args):
     n = 0
     for a in args:
         if type(a) is Rng:
-            n += sum(1 for _, _, v in a.filled() if type(v) in (float, int))
+            n += sum(1 for _, _, v in a.filled() if is_number(v))
         elif type(a) in (float, int, bool) or (type(a) is str and text_to_number(a) is not None):
             n += 1
     return float(n)
@@ -103,7 +116,7 @@ def AVERAGE(*args):
     values = list(_numbers(args))
     if not values:
         raise err("#DIV/0!", "AVERAGE of no numbers")
-    return math.fsum(values) / len(values)
+    return fsum(values) / len(values)
 
 
 def MIN(*args):
@@ -119,7 +132,7 @@ def MAX(*args):
 def MEDIAN(*args):
     values = sorted(_numbers(args))
     if not values:
-        raise err("#NUM!", "MEDIAN of no numbers")
+        raise err("#VALUE!", "MEDIAN of no numbers")
     mid = len(values) // 2
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
@@ -147,21 +160,20 @@ def _if_cells(fname, sum_rng, pairs):
 def _sum_values(values):
     out = []
     for v in values:
-        t = type(v)
-        if t is float or t is int:
-            out.append(v)
-        elif t is XlError:
+        if is_number(v):
+            out.append(finite(v))
+        elif type(v) is XlError:
             raise v
     return out
 
 
 def SUMIF(rng, crit, sum_rng=None):
     target = _need_range(sum_rng if sum_rng is not None else rng, "SUMIF")
-    return math.fsum(_sum_values(_if_cells("SUMIF", target, [(rng, crit)])))
+    return fsum(_sum_values(_if_cells("SUMIF", target, [(rng, crit)])))
 
 
 def SUMIFS(sum_rng, *pairs):
-    return math.fsum(_sum_values(_if_cells("SUMIFS", _need_range(sum_rng, "SUMIFS"), _pairs(pairs, "SUMIFS"))))
+    return fsum(_sum_values(_if_cells("SUMIFS", _need_range(sum_rng, "SUMIFS"), _pairs(pairs, "SUMIFS"))))
 
 
 def _pairs(flat, fname):
@@ -189,14 +201,14 @@ def AVERAGEIF(rng, crit, avg_rng=None):
     values = _sum_values(_if_cells("AVERAGEIF", target, [(rng, crit)]))
     if not values:
         raise err("#DIV/0!", "no cells meet the criterion")
-    return math.fsum(values) / len(values)
+    return fsum(values) / len(values)
 
 
 def AVERAGEIFS(avg_rng, *pairs):
     values = _sum_values(_if_cells("AVERAGEIFS", _need_range(avg_rng, "AVERAGEIFS"), _pairs(pairs, "AVERAGEIFS")))
     if not values:
         raise err("#DIV/0!", "no cells meet the criteria")
-    return math.fsum(values) / len(values)
+    return fsum(values) / len(values)
 
 
 def MAXIFS(rng, *pairs):
@@ -224,25 +236,25 @@ def SUMPRODUCT(*arrays):
                 v = r.get(i, j)
                 if type(v) is XlError:
                     raise v
-                p *= v if type(v) in (float, int) else 0.0
+                p *= finite(v) if is_number(v) else 0.0
             total += p
     return total
 
 
 def ROUND(x, digits=0.0):
-    return round_decimal(num(x), num(digits), "half")
+    return round_decimal(num(x), integer(digits, INT16, "ROUND's digits"), "half")
 
 
 def ROUNDUP(x, digits=0.0):
-    return round_decimal(num(x), num(digits), "up")
+    return round_decimal(num(x), integer(digits, INT16, "ROUNDUP's digits"), "up")
 
 
 def ROUNDDOWN(x, digits=0.0):
-    return round_decimal(num(x), num(digits), "down")
+    return round_decimal(num(x), integer(digits, INT16, "ROUNDDOWN's digits"), "down")
 
 
 def INT(x):
-    return float(math.floor(num(x)))
+    return approx_floor(num(x))
 
 
 def ABS(x):
@@ -257,10 +269,15 @@ def SQRT(x):
 
 
 def MOD(a, b):
+    """LibreOffice's MOD: a - floor(a/b)*b with its float-noise rounding, and #VALUE! when that is not a remainder
+    (the quotient is too large to have one, as in MOD(1e308,1e-308))."""
     a, b = num(a), num(b)
     if b == 0:
         raise err("#DIV/0!", "MOD by zero")
-    return a - b * math.floor(a / b)
+    r = approx_sub(a, approx_floor(a / b) * b)
+    if (b > 0 and 0 <= r < b) or (b < 0 and b < r <= 0):
+        return r
+    raise err("#VALUE!", "MOD: the quotient is too large for a remainder")
 
 
 def POWER(a, b):
@@ -312,7 +329,7 @@ def ISERR(ctx, x):
 
 
 def CHOOSE(ctx, index, *options):
-    i = int(num(index(ctx)))
+    i = integer(index(ctx), INT16, "CHOOSE's index")
     if not 1 <= i <= len(options):
         raise err("#VALUE!", f"CHOOSE index {i} is outside 1..{len(options)}")
     return single(options[i - 1](ctx))
@@ -327,6 +344,8 @@ def _logic(args, fname):
                     raise v
                 if type(v) in (bool, float, int):
                     seen.append(bool(v))
+        elif type(a) is str:  # LibreOffice: text given directly to AND/OR is #VALUE!, even "TRUE"
+            raise err("#VALUE!", f"{fname} got the text {a[:30]!r}; give it conditions or TRUE/FALSE")
         elif a is not None:
             seen.append(truth(a))
     if not seen:
@@ -346,16 +365,24 @@ def NOT(x):
     return not truth(x)
 
 
+def _one(x):
+    """The value an IS function tests; a multi-cell range is an error value (so the answer is FALSE)."""
+    try:
+        return single(x)
+    except XlError as e:
+        return e
+
+
 def ISBLANK(x):
-    return single(x) is None
+    return _one(x) is None
 
 
 def ISNUMBER(x):
-    return type(single(x)) in (float, int)
+    return is_number(_one(x))  # LibreOffice: TRUE is a number
 
 
 def ISTEXT(x):
-    return type(single(x)) is str
+    return type(_one(x)) is str
 
 
 def NA():
@@ -366,17 +393,29 @@ def NA():
 
 
 def _lookup_eq(want):
-    if type(want) is str and any(ch in want for ch in "*?~"):
-        rx = _wildcard(want)
-        return lambda v: type(v) is str and rx.fullmatch(v) is not None
+    if type(want) is str and has_wildcards(want):
+        pattern = wildcard(want)
+        return lambda v: type(v) is str and pattern.fullmatch(v)
     return lambda v: v is not None and _rank_same(v, want) and compare(v, want) == 0
 
 
 def _rank_same(a, b):
-    return (type(a) is str) == (type(b) is str) and (type(a) is bool) == (type(b) is bool)
+    return (type(a) is str) == (type(b) is str)  # numbers and booleans are one kind
 
 
 def _approx_pos(values, want, descending=False):
+    """The last position whose value is <= want (>= want when descending), over data sorted that way. LibreOffice
+    answers unsorted or mixed data with a binary search whose result depends on its implementation: such data is
+    rejected on purpose (#N/A, deliberate) with what to do instead."""
+    kind = type(want) is str
+    present = [v for v in values if v is not None]
+    order = "descending" if descending else "ascending"
+    if any(type(v) is XlError or (type(v) is str) != kind for v in present):
+        raise err("#N/A", f"an approximate lookup needs a range of only {'texts' if kind else 'numbers'}, sorted "
+                  f"{order}; use exact match (0 or FALSE) for other data", deliberate=True)
+    if any(compare(a, b) == (1 if descending else -1) for a, b in zip(present[1:], present[:-1], strict=True)):
+        raise err("#N/A", f"an approximate lookup needs the range sorted {order}; sort it, or use exact match "
+                  f"(0 or FALSE)", deliberate=True)
     best = None
     for k, v in enumerate(values):
         if v is None or not _rank_same(v, want):
@@ -405,7 +444,7 @@ def MATCH(want, rng, mode=1.0):
 
 
 def VLOOKUP(want, table, col, approximate=True):
-    want, col = single(want), int(num(col))
+    want, col = single(want), integer(col, what="VLOOKUP's column")
     table = _need_range(table, "VLOOKUP")
     if not 1 <= col <= table.cols:
         raise err("#VALUE!", f"column {col} is outside the table's 1..{table.cols}")
@@ -422,7 +461,7 @@ def VLOOKUP(want, table, col, approximate=True):
 
 def INDEX(rng, row, col=None):
     rng = _need_range(rng, "INDEX")
-    r, c = int(num(row)), int(num(col)) if col is not None else 0
+    r, c = integer(row, what="INDEX's row"), integer(col, what="INDEX's column") if col is not None else 0
     if col is None and rng.rows == 1:
         r, c = 1, r
     c = c or (1 if rng.cols == 1 else 0)
@@ -457,7 +496,7 @@ FUNCTIONS = {
     "VALUE": (VALUE, 1, 1), "CONCATENATE": (CONCATENATE, 1, _ANY), "CONCAT": (CONCAT, 1, _ANY),
     "SUBSTITUTE": (SUBSTITUTE, 3, 4), "EXACT": (EXACT, 2, 2), "REPT": (REPT, 2, 2), "FIND": (FIND, 2, 3),
     "SEARCH": (SEARCH, 2, 3), "DATE": (DATE, 3, 3), "DATEVALUE": (DATEVALUE, 1, 1), "YEAR": (YEAR, 1, 1),
-    "MONTH": (MONTH, 1, 1), "DAY": (DAY, 1, 1),
+    "MONTH": (MONTH, 1, 1), "DAY": (DAY, 1, 1), "CHAR": (CHAR, 1, 1),
 }
 MEMO = frozenset({"SUM", "COUNT", "COUNTA", "AVERAGE", "MIN", "MAX", "SUMIF", "SUMIFS", "COUNTIF", "COUNTIFS",
                   "AVERAGEIF", "AVERAGEIFS", "MAXIFS", "MINIFS", "SUMPRODUCT", "VLOOKUP", "MATCH", "INDEX"})
