@@ -1,4 +1,4 @@
-"""The ``recoverygym`` command: ``envs``, ``train``, ``eval`` and ``report`` subcommands.
+"""The ``recoverygym`` command: ``envs``, ``train``, ``eval``, ``report`` and ``serve`` subcommands.
 
 Each subcommand's module is imported only when it runs, so ``recoverygym envs`` and ``--help`` are instant and do
 not need torch.
@@ -15,6 +15,7 @@ COMMANDS = {
     "train": ("training.train:main", "supervised warm start then GRPO, from a YAML config (see configs/)"),
     "eval": ("training.evaluation.cli:eval_main", "evaluate policies on held-out tasks, with or without faults"),
     "report": ("training.evaluation.cli:report_main", "Markdown report, plots and trajectory viewer from eval runs"),
+    "serve": ("training.integrations.serve:serve_main", "serve an environment to OpenEnv clients (the openenv extra)"),
 }
 
 USAGE = "usage: recoverygym {" + ",".join(COMMANDS) + "} ...\n\n" + "\n".join(
