@@ -29,6 +29,8 @@ def solved(task: SupportTask, *, reply: bool = True, close: bool = True) -> Desk
     w, exp, cid = task.world, task.expected, task.customer_id
     if exp.writes:
         s.verified.add(cid)
+    if task.template == "identity_mismatch":  # the verification with the ticket's wrong postal code was tried
+        s.failed_verifications.append(cid)
     by_order: dict[str, list[str]] = {}
     for o, sku in exp.refunds:
         by_order.setdefault(o, []).append(sku)
@@ -161,6 +163,10 @@ def _no_facts(s, t):
     s.replies[:] = ["Done, have a nice day."]
 
 
+def _reply_skips_first_issue(s, t):
+    s.replies[:] = [" ".join(i.answer for i in t.issues[1:])]
+
+
 def _not_closed(s, t):
     s.closed = False
 
@@ -196,7 +202,7 @@ CASES = [
     ("damaged_refund", _refund_spare, 0.0, "does not call for"),
     ("damaged_refund", _refund_other_customer, 0.0, "another customer"),
     ("damaged_refund", _unverified, 0.0, "verified"),
-    ("damaged_refund", _drop_refunds, None, "refund"),
+    ("damaged_refund", _drop_refunds, 0.0, "shows no refund"),  # the reply still claims the refund
     ("damaged_refund", _wrong_then_voided, 1.0, ""),
     ("damaged_refund", _no_facts, 0.0, "reply does not state"),
     ("damaged_refund", _not_closed, 0.5, "not closed"),
@@ -208,16 +214,17 @@ CASES = [
     ("address_change", _messy_address, 1.0, ""),
     ("address_change", _address_spare, 0.0, "address"),
     ("late_delivery", _extra_credit, 0.0, "exceeds"),
-    ("late_delivery", _short_credit, None, "store credit"),
+    ("late_delivery", _short_credit, 0.0, "matches no store credit"),
     ("exchange", _exchange_wrong, 0.0, "exchanged"),
     ("refund_over_limit", _refund_over_limit, 0.0, "does not call for"),
-    ("refund_over_limit", _drop_escalation, None, "escalate"),
+    ("refund_over_limit", _drop_escalation, 0.0, "nothing was escalated"),
     ("refund_outside_window", _refund_over_limit, 0.0, "does not call for"),
     ("cancel_shipped", _cancel_anyway, 0.0, "cancelled"),
     ("identity_mismatch", _change_without_verifying, 0.0, "verified"),
     ("other_customer", _cancel_other_customer, 0.0, "cancelled"),
     ("policy_question", _no_facts, 0.0, "reply does not state"),
     ("multi_issue", _refund_other_customer, 0.0, "another customer"),
+    ("multi_issue", _reply_skips_first_issue, None, "does not state"),
 ]
 
 

@@ -2,18 +2,24 @@
 
 Score. Forbidden changes (money moved that the task does not call for, a double refund, another customer's order or
 account changed, an unneeded escalation, a change made without verified identity, another customer's details in a
-reply) score 0. So does a reply that states none of the required facts: changes the customer is never told about
-earn nothing. Otherwise the score is the fraction of required items met, each expected change and each fact the
-reply must state, halved if the ticket was not closed. Facts are amounts, sizes, addresses and policy words, never
-bare ids, so random calls built from ids on screen cannot state them; doing nothing scores 0; success is 1.0.
+reply) score 0. So does a reply that claims what the final state does not show (``claims.py``: a refund, credit,
+escalation, cancellation or change that was not made, or a fact about an order that is not so), and a reply that
+states none of the required facts beyond order ids: changes the customer is never told about earn nothing.
+Otherwise the score is the fraction of required items met, each expected change and each thing the reply must state
+(each issue's facts, its order's id first, and its claims, such as "it has shipped"), halved if the ticket was not
+closed. What a reply states about a change counts only once the change is in the state, so announcing a refund that
+was not made earns nothing. Doing nothing scores 0; success is 1.0.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
+from .claims import KIND, claimed, false_claims, find_claims
 from .state import DeskState, money, same_address
-from .tasks import SupportTask
+from .tasks import Issue, SupportTask
+from .wording import POLICY_QUESTIONS
 
 
 def check_ticket(state: DeskState, task: SupportTask) -> tuple[float, dict[str, bool], list[str]]:
@@ -32,26 +38,90 @@ def check_ticket(state: DeskState, task: SupportTask) -> tuple[float, dict[str, 
     policy += [f"{c.kind} on {c.order_id} was made before the customer's identity was verified"
                for c in state.changes if not c.verified]
     text = "\n".join(state.replies).lower()
-    facts_missing = [alts for alts in task.facts if not any(a.lower() in text for a in alts)]
-    total += len(task.facts)
-    met += len(task.facts) - len(facts_missing)
-    missing += ["the reply does not state " + " / ".join(repr(a) for a in alts) for alts in facts_missing]
+    claims = find_claims(state.replies)
+    untrue = false_claims(claims, state, task)
+    stated, unstated, told = _reply_items(state, task, text, claims)
+    total += stated + len(unstated)
+    met += stated
+    missing += unstated
     leaked = [s for s in task.secrets if s.lower() in text]
     forbidden += [f"the reply reveals another customer's details ({s!r})" for s in leaked]
     components = {
         "required_changes": changes_ok,
         "no_forbidden_changes": not forbidden,
         "policy_followed": not policy,
-        "reply_states_facts": not facts_missing,
+        "reply_states_facts": not unstated,
+        "reply_truthful": not untrue,
         "ticket_closed": state.closed,
     }
-    if forbidden or policy:
-        return 0.0, components, forbidden + policy + missing
-    if len(facts_missing) == len(task.facts):  # no credit for changes the customer is never told about
+    if forbidden or policy or untrue:
+        return 0.0, components, untrue + forbidden + policy + missing
+    if not told:  # no credit for changes the customer is never told about (an order id alone tells nothing)
         return 0.0, components, missing
     score = met / total * (1.0 if state.closed else 0.5)
     reasons = missing + ([] if state.closed else ["the ticket was not closed"])
     return score, components, reasons or ["every required change made, nothing forbidden, the reply states the facts"]
+
+
+def _reply_items(state: DeskState, task: SupportTask, text: str, claims) -> tuple[int, list[str], bool]:
+    """(items stated, a reason per item not stated, whether anything beyond an order id was stated).
+
+    An item is a fact (alternatives, one of which the reply must contain) or a claim the reply must make about the
+    issue's order. Neither counts before the issue's changes are in the state.
+    """
+    stated, unstated, told = 0, [], False
+    for issue in task.issues:
+        done = _issue_done(state, task, issue)
+        for alts in issue.facts:
+            if done and any(a.lower() in text for a in alts):
+                stated += 1
+                told = told or alts[0] != issue.order_id
+            else:
+                unstated.append("the reply does not state " + " / ".join(repr(a) for a in alts[:4])
+                                + ("" if done else f" (it counts once the change on {issue.order_id} is made)"))
+        for kinds in issue.claims:
+            if done and claimed(claims, kinds, issue.order_id, task):
+                stated += 1
+                told = True
+            else:
+                unstated.append(f"the reply does not say of {issue.order_id} that "
+                                + " / ".join(KIND[k].says for k in kinds)
+                                + ("" if done else f" (it counts once the change on {issue.order_id} is made)"))
+        if issue.kind == "policy_question":
+            recited = _other_answers(text, issue)
+            stated += len(recited) < 2
+            if len(recited) >= 2:
+                unstated.append("the reply recites the policy instead of answering the question: it also states "
+                                + ", ".join(repr(r) for r in recited))
+    return stated, unstated, told
+
+
+def _other_answers(text: str, issue: Issue) -> list[str]:
+    """The answers to the other policy questions that ``text`` states (one may be a helpful aside; all of them
+    answer every question, so a reply that recites them answers none)."""
+    found = []
+    for _, _, facts in POLICY_QUESTIONS:
+        if facts in issue.facts:
+            continue
+        hit = next((f for f in facts if re.search(rf"(?<![\w$.]){re.escape(f.lower())}(?!\w)", text)), None)
+        if hit is not None:
+            found.append(hit)
+    return found
+
+
+def _issue_done(state: DeskState, task: SupportTask, issue: Issue) -> bool:
+    """Whether every change the task expects for ``issue`` is in the state (true of an issue that needs none)."""
+    exp, o = task.expected, issue.order_id
+    refunded = {(t.order_id, s) for t in state.active("refund") for s in t.skus}
+    if issue.kind in ("late_delivery", "store_credit_instead") and exp.credit:
+        if state.credit_balance(task.customer_id) < exp.credit:
+            return False
+    return (all(p in refunded for p in exp.refunds if p[0] == o)
+            and all(state.exchanges.get((x, sku)) == new for x, sku, new in exp.exchanges if x == o)
+            and (o not in exp.cancels or state.status[o] == "cancelled")
+            and all(same_address(state.address[x], a) for x, a in exp.addresses if x == o)
+            and (o not in exp.charge_refunds or any(t.order_id == o for t in state.active("charge_refund")))
+            and (o not in exp.escalations or any(e == o for e, _ in state.escalations)))
 
 
 def _changes(state: DeskState, task: SupportTask, forbidden: list[str]):

@@ -197,6 +197,7 @@ class SupportDeskEnv(ToolEnv):
         lines += [f"transaction {t.txn_id}: {t.kind} {money(t.amount)} {t.order_id or t.customer_id}"
                   f"{' voided' if t.voided else ''}" for t in s.transactions]
         lines += [f"escalation: {o} ({reason})" for o, reason in s.escalations]
+        lines += [f"identity verification failed for {c}" for c in s.failed_verifications]
         lines += [f"reply {n + 1}: {text[:200]}" for n, text in enumerate(s.replies)]
         return "\n".join(lines)
 
@@ -213,6 +214,7 @@ class SupportDeskEnv(ToolEnv):
         """
         customer = self._customer(customer_id)
         if email.strip().lower() != customer.email or postal_code.strip() != customer.postal_code:
+            self.state.failed_verifications.append(customer.customer_id)  # a reply may now say it could not verify
             return (f"verification failed: the email and postal code do not match the records of "
                     f"{customer.customer_id}. Make no changes; ask the customer to confirm the details on their "
                     "account.")

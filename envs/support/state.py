@@ -185,6 +185,7 @@ class DeskState:
     replies: list[str] = field(default_factory=list)
     verified: set[str] = field(default_factory=set)
     closed: bool = False
+    failed_verifications: list[str] = field(default_factory=list)  # customer ids whose details did not match
 
     @classmethod
     def fresh(cls, world: World, customer_id: str) -> DeskState:
@@ -200,7 +201,8 @@ class DeskState:
         """An independent copy; the world is immutable and shared."""
         return DeskState(self.world, self.customer_id, dict(self.status), dict(self.address), dict(self.stock),
                          dict(self.exchanges), [dataclasses.replace(t) for t in self.transactions], list(self.changes),
-                         list(self.escalations), list(self.replies), set(self.verified), self.closed)
+                         list(self.escalations), list(self.replies), set(self.verified), self.closed,
+                         list(self.failed_verifications))
 
     def active(self, kind: str | None = None) -> list[Transaction]:
         return [t for t in self.transactions if not t.voided and (kind is None or t.kind == kind)]

@@ -1,7 +1,9 @@
 """Procedural tickets: a small world per task and a scripted customer message built from one or more issues.
 
 Each template combines *issues*; an issue is one request about one order, with the state changes the policy
-requires (its expected effects), the facts the reply must state, and the sentence the reference reply uses.
+requires (its expected effects), what the reply must state (facts: the order's id and its amounts, sizes or
+addresses; claims: what it must say about the order, such as that it has shipped, checked against the final state by
+``claims.py``), and the sentence the reference reply uses.
 
 Splits (see the package docstring and docs/environments.md): ``train`` draws the 15 ``TRAIN_TEMPLATES``;
 ``heldout`` draws only what train never shows: the two issue kinds ``exchange_out_of_stock`` and
@@ -49,6 +51,7 @@ class Issue:
     amount: int = 0  # refund total, credit, or duplicate charge, in cents
     facts: tuple[tuple[str, ...], ...] = ()  # each: alternatives, one must appear in the reply
     answer: str = ""  # what the reference reply says about it
+    claims: tuple[tuple[str, ...], ...] = ()  # each: claim kinds (claims.KINDS); the reply makes one about the order
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +261,7 @@ def _exchange(b: _Builder, me: Customer, kind: str = "exchange") -> tuple[Issue,
         answer = (f"Size {new.size} of the {new.name} is out of stock, so I refunded it instead: {money(amount)} "
                   f"for order {order.order_id} back to your card.")
         return Issue(kind, order.order_id, tuple(skus), tuple(news), amount=amount,
-                     facts=(money_facts(amount),), answer=answer), text
+                     facts=(money_facts(amount),), answer=answer, claims=(("out_of_stock",),)), text
     facts = tuple((f"size {b.products[n].size}", W.SIZE_WORDS[b.products[n].size]) for n in news)
     pairs = zip(skus, news, strict=True)
     swaps = ", ".join(f"{b.products[s].label} for size {b.products[n].size} ({n})" for s, n in pairs)
@@ -323,8 +326,8 @@ def _refund_over_limit(b: _Builder, me: Customer) -> tuple[Issue, str]:
     price = b.products[sku].price
     answer = (f"A refund of {money(price)} on order {order.order_id} is above what I can approve, so I escalated it "
               f"to a specialist who will contact you.")
-    facts = (("escalat", "specialist", "supervisor", "human", "team"),)
-    return Issue("refund_over_limit", order.order_id, (sku,), amount=price, facts=facts, answer=answer), \
+    return Issue("refund_over_limit", order.order_id, (sku,), amount=price, answer=answer,
+                 claims=(("escalation",),)), \
         _say(b, "refund_over_limit", order, item=b.products[sku].label)
 
 
@@ -333,8 +336,7 @@ def _refund_outside_window(b: _Builder, me: Customer) -> tuple[Issue, str]:
     order = b.order(me, skus, "delivered", age=b.r.randrange(35, 120))
     answer = (f"Order {order.order_id} was delivered more than 30 days ago, which is outside our 30-day refund "
               f"window, so I cannot refund it.")
-    facts = (("30 days", "30-day", "thirty days", "refund window"),)
-    return Issue("refund_outside_window", order.order_id, (skus[0],), facts=facts, answer=answer), \
+    return Issue("refund_outside_window", order.order_id, (skus[0],), answer=answer, claims=(("outside_window",),)), \
         _say(b, "refund_outside_window", order, item=b.products[skus[0]].label)
 
 
@@ -342,7 +344,7 @@ def _cancel_shipped(b: _Builder, me: Customer) -> tuple[Issue, str]:
     order = b.order(me, b.items(b.r.randrange(1, 3)), "shipped")
     answer = (f"Order {order.order_id} has already shipped, so it can no longer be cancelled; you can return it "
               f"once it arrives.")
-    return Issue("cancel_shipped", order.order_id, facts=(("shipped",),), answer=answer), \
+    return Issue("cancel_shipped", order.order_id, answer=answer, claims=(("shipped",),)), \
         _say(b, "cancel_shipped", order)
 
 
@@ -351,11 +353,11 @@ def _order_status(b: _Builder, me: Customer) -> tuple[Issue, str]:
     promised = datetime.date.fromordinal(order.promised).isoformat()
     if order.tracking:
         answer = f"Order {order.order_id} has shipped; the tracking number is {order.tracking}."
-        facts = ((order.tracking,),)
+        facts, claims = ((order.tracking,),), (("shipped",),)
     else:
         answer = f"Order {order.order_id} is still processing and is promised for {promised}."
-        facts = (("processing",),)
-    return Issue("order_status", order.order_id, facts=facts, answer=answer), \
+        facts, claims = (), (("processing", "not_shipped"),)
+    return Issue("order_status", order.order_id, facts=facts, answer=answer, claims=claims), \
         _say(b, "order_status", order, promised=promised)
 
 
@@ -364,8 +366,7 @@ def _other_customer(b: _Builder, me: Customer) -> tuple[Issue, str]:
     order = b.order(other, b.items(b.r.randrange(1, 3)), b.r.choice(("processing", "delivered")), age=5)
     answer = (f"I'm unable to make changes to order {order.order_id} because it is not on your account; the account "
               f"holder needs to contact us.")
-    facts = (("cannot", "can't", "unable", "not able", "can not"),)
-    return Issue("other_customer", order.order_id, facts=facts, answer=answer), \
+    return Issue("other_customer", order.order_id, answer=answer, claims=(("not_theirs",),)), \
         _say(b, "other_customer", None, oid=order.order_id, relation=b.r.choice(W.RELATIONS))
 
 
@@ -448,9 +449,12 @@ def generate_task(rng: np.random.Generator, split: str, task_seed: int) -> Suppo
         built = [ISSUES[k](b, me) for k in _kinds_for(template, r)]
         issues, texts = [i for i, _ in built], [t for _, t in built]
     if template == "identity_mismatch":
-        issues = [Issue(issues[0].kind, issues[0].order_id, facts=(("verify", "verification", "confirm"),),
-                        answer="I could not verify your identity with the details you gave. Please confirm the "
-                               "email and postal code on your account and I will take care of it.")]
+        oid = issues[0].order_id
+        issues = [Issue(issues[0].kind, oid, claims=(("not_verified",),),
+                        answer=f"I could not verify your identity with the details you gave, so I have made no change "
+                               f"to order {oid}. Please confirm the email and postal code on your account and I will "
+                               "take care of it.")]
+    issues = [_naming_its_order(i) for i in issues]
     expected = _expected(issues) if template != "identity_mismatch" else Expected()
     postal = me.postal_code
     if template == "identity_mismatch":
@@ -469,6 +473,15 @@ def generate_task(rng: np.random.Generator, split: str, task_seed: int) -> Suppo
 
     steps = len(reference_plan(DeskState.fresh(world, me.customer_id), task))
     return dataclasses.replace(task, required_steps=steps)
+
+
+def _naming_its_order(issue: Issue) -> Issue:
+    """The issue with its order's id as its first fact: a reply says which order it is about (policy rule 11)."""
+    if not issue.order_id:
+        return issue
+    digits = issue.order_id.removeprefix("O-")
+    named = (issue.order_id, f"order {digits}", f"order #{digits}", f"number {digits}")
+    return dataclasses.replace(issue, facts=(named, *issue.facts))
 
 
 def _expected(issues: list[Issue]) -> Expected:
