@@ -57,6 +57,13 @@ def serve_main(argv: Sequence[str] = ()) -> int:
     args = parser.parse_args(argv)
     if args.max_sessions < 1:
         parser.error(f"--max-sessions must be at least 1, got {args.max_sessions}")
+    from training.adapter import make_env
+
+    try:  # a wrong id or fault setting is reported before the (slow) server imports
+        make_env(args.env_id, faults=args.faults, max_turns=args.max_turns).close()
+    except (ValueError, TypeError) as err:
+        print(f"recoverygym serve: {err}", file=sys.stderr)
+        return 2
     try:
         import uvicorn
 
