@@ -143,6 +143,14 @@ def test_sort_range_multi_key_with_blanks_last(env):
     assert col == [("a", 7), ("a", 5), ("b", 2), ("B", 1), (None, 9)]
 
 
+def test_sort_range_refuses_more_than_100000_cells_of_the_used_range(env):
+    env.write_values("XFD1", [["far"]])  # the used range is now 16384 columns wide
+    before = contents(env)
+    with pytest.raises(ToolError, match="covers 131072 cells of the used range; sort at most 100000"):
+        env.sort_range("A2:XFD9", ["A"])
+    assert contents(env) == before
+
+
 def test_find_lists_values_and_formulas(env):
     env.set_formula("J2", "=SUM(A1:A2)")
     assert "J2" in env.find("sum(")
@@ -225,3 +233,15 @@ def test_a_refused_insert_puts_every_cell_and_formula_back(env, monkeypatch):
     assert env.state.book.value("Other", "A1") == env.state.book.copy().value("Other", "A1")
     env.insert_rows(s, 5, 1)  # within the limit
     assert env.state.book.raw("Other", 1, 1) == f"=SUM({s}!A2:A13)+{s}!B10"
+
+
+def test_a_write_with_thousands_of_readers_still_updates_every_one_of_them(env):
+    """Past 64 readers a write drops the whole value cache instead of following each reader (which scanned every
+    wide range once per reader: 3 s for one cell); what formulas show must be the same either way."""
+    env.set_formula("AA2", "=SUM($A$1:$CZ$1)+AA1")  # AA(k) = (k - 1) * SUM(row 1) + AA1
+    env.fill("AA2:AA3000")
+    env.write_values("AA1", [[1]])
+    row_sum = value(env, "AA2") - 1
+    assert value(env, "AA3000") == 1 + 2999 * row_sum
+    env.write_values("CZ1", [[2]])
+    assert value(env, "AA3000") == 1 + 2999 * (row_sum + 2)

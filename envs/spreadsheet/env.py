@@ -38,7 +38,7 @@ ROLE = ("You are a spreadsheet assistant. Do what the user asks below in their w
         "per turn. Change nothing the request does not need, leave no helper cells behind, and call finish when "
         "the workbook is done. Cell references look like B2 or Sheet!A1:C9; without a sheet name a reference means "
         "the first sheet.")
-MAX_READ, MAX_WRITE = 600, 5_000
+MAX_READ, MAX_WRITE, MAX_SORT = 600, 5_000, 100_000
 # What evaluating every formula may cost (``Workbook.work``): a call that would go past either is refused, so no
 # step (the checker's at the end included) evaluates more. A formula costs ~20 us, a cell its ranges read ~1.5 us.
 MAX_FORMULAS, MAX_FORMULA_READS = 10_000, 1_000_000
@@ -504,6 +504,9 @@ class SpreadsheetEnv(ToolEnv):
             raise ToolError("keys is empty; give at least one column, like ['C'] or ['C', 'F desc']")
         if box.r2 - box.r1 > 10_000:
             raise ToolError("sort at most 10000 rows at a time")
+        if (box.r2 - box.r1 + 1) * (box.c2 - box.c1 + 1) > MAX_SORT:
+            raise ToolError(f"{cells[:40]!r} covers {(box.r2 - box.r1 + 1) * (box.c2 - box.c1 + 1)} cells of the used "
+                            f"range; sort at most {MAX_SORT} cells at a time (only the table's columns)")
         order_keys = []
         for key in keys:
             parts = key.strip().split()

@@ -34,7 +34,7 @@ from envs.spreadsheet.functions import Ctx, Rng
 Value = None | bool | int | float | str | XlError
 _MISSING = object()
 _FAST_DEPTH = 30  # formula-to-formula recursion allowed before switching to the explicit-stack evaluator
-_BATCH = 64  # value writes in one ``atomic`` block that follow their readers before the whole cache is dropped
+_BATCH = 64  # readers a write forgets one by one (and value writes per ``atomic`` block) before it drops every value
 
 
 class _Restart(Exception):
@@ -454,7 +454,7 @@ class Workbook:
         if self._index is None:
             self._build_index()
         single, cols, wide = self._index
-        values, todo = self._values, [key]
+        values, todo, forgotten = self._values, [key], 0
         while todo:
             k = todo.pop()
             sheet, row, col = k
@@ -464,6 +464,10 @@ class Workbook:
             for fk in readers:
                 if values.pop(fk, _MISSING) is not _MISSING:
                     todo.append(fk)
+                    forgotten += 1
+            if forgotten > _BATCH:  # following every reader costs more than computing them again when read
+                values.clear()
+                return
 
     def _compute(self, key) -> Value:
         sheet_name, row, col = key
