@@ -27,7 +27,7 @@ import pytest
 from envs.spreadsheet import task_from_xlsx
 from envs.spreadsheet.env import SpreadsheetEnv
 from envs.spreadsheet.formulas import XlError, col_letter
-from envs.spreadsheet.workbook import Workbook
+from envs.spreadsheet.workbook import Workbook, storable
 from envs.spreadsheet.xlsx import WorkbookFileError, _repair_package, from_xlsx, to_xlsx
 
 SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
@@ -81,6 +81,50 @@ def same(ours, theirs) -> bool:
     if isinstance(ours, float | int):
         return isinstance(theirs, float | int) and math.isclose(ours, theirs, rel_tol=tol, abs_tol=tol)
     return ours == theirs
+
+
+# -- the workbook itself: what a cell holds, all-or-nothing changes, copies -----------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "held"), [(3, 3), (2**53, 2**53), (2**53 + 1, float(2**53)), (10**300, 1e300),
+                                           (-2.5, -2.5), ("", None), ("x", "x"), (True, True), (None, None)])
+def test_a_cell_holds_what_libreoffice_holds(raw, held):
+    assert storable(raw) == held and type(storable(raw)) is type(held)
+
+
+@pytest.mark.parametrize("raw", [10**309, -(10**5000), float("nan"), float("inf"), "x" * 32_768, [1], {"a": 1}],
+                         ids=["1e309", "-1e5000", "nan", "inf", "32768 chars", "list", "dict"])
+def test_what_no_cell_holds_is_a_value_error_saying_why(raw):
+    with pytest.raises(ValueError, match="too large|finite|at most 32767|a cell holds text"):
+        storable(raw)
+    with pytest.raises(ValueError):
+        Workbook().set_cell("Sheet1", 1, 1, raw)
+
+
+def test_atomic_undoes_every_kind_of_change_and_the_version():
+    wb = Workbook()
+    wb.set_cell("Sheet1", 1, 1, 5)
+    wb.set_cell("Sheet1", 2, 1, "=A1*2")
+    before, version, value = {k: wb.raw("Sheet1", *k) for k in wb.sheets["Sheet1"].cells}, wb.version, 10.0
+    assert wb.cell_value("Sheet1", 2, 1) == value
+    with pytest.raises(RuntimeError), wb.atomic():
+        wb.set_cell("Sheet1", 1, 1, 7)
+        wb.add_sheet("New")
+        wb.set_cell("New", 1, 1, "=Sheet1!A2")
+        wb.shift("Sheet1", "row", 1, 3)
+        wb.move_rows("Sheet1", [5, 4], 4, 1, 1)
+        raise RuntimeError("part-way")
+    assert {k: wb.raw("Sheet1", *k) for k in wb.sheets["Sheet1"].cells} == before
+    assert list(wb.sheets) == ["Sheet1"] and wb.version == version and wb.cell_value("Sheet1", 2, 1) == value
+
+
+def test_copies_and_pickles_keep_the_version():
+    import pickle
+
+    wb = Workbook()
+    wb.set_cell("Sheet1", 1, 1, "=1+1")
+    assert wb.version > 0
+    assert wb.copy().version == wb.version == pickle.loads(pickle.dumps(wb)).version
 
 
 # -- saving: Excel's prefixes ---------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Tools are typed methods with Google-style docstrings (their JSON schemas are derived from them). Read tools never
 change state. A mistake by the agent raises ``ToolError``, whose message (what was wrong, what is valid) is the
-observation; any other exception is a bug in the environment.
+observation; any other exception is a bug in the environment. A write tool does all it says or nothing, and refuses
+a change after which evaluating every formula would cost more than ``MAX_FORMULAS`` / ``MAX_FORMULA_READS`` allow,
+so no step (the checker's included) evaluates more.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ cost (a pure function of the cells), and ``atomic`` undoes a group of changes th
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -68,6 +69,12 @@ def storable(raw):
         return raw if raw else None
     if raw is None or t is bool or t is XlError:
         return raw
+    if isinstance(raw, numbers.Integral) and not isinstance(raw, bool):  # numpy's, say
+        return storable(int(raw))
+    if isinstance(raw, numbers.Real):
+        return storable(float(raw))
+    if isinstance(raw, str):
+        return storable(str(raw))
     raise ValueError(f"a cell holds text, a number, TRUE/FALSE or nothing, not {t.__name__}")
 
 
