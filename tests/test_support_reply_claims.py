@@ -242,3 +242,20 @@ def test_cheap_replies_solve_no_ticket(hack):
             if info["success"]:
                 solved_tickets.append((split, k, env.unwrapped.task.template))
     assert not solved_tickets, solved_tickets[:5]
+
+
+def test_fast_word_patterns_match_exactly_what_the_plain_regex_matches():
+    import random
+
+    from envs.support import claims
+
+    texts = [p[0].lower() for p in PHRASES] + [f[1].lower() for f in FALSE] + [MENTION_EVERYTHING.lower()]
+    words = " ".join(texts).replace(".", " . ").replace(",", " , ").split()
+    rng = random.Random(0)
+    texts += [" ".join(rng.choice(words) for _ in range(rng.randrange(2, 25))) for _ in range(1500)]
+    for kind in claims.KINDS:
+        plain = re.compile(r"\b" + kind.pattern.pattern.pattern)  # \b(?:a|b|...)\b
+        for text in texts:
+            fast, slow = kind.pattern.search(text), plain.search(text)
+            assert (fast and fast.span()) == (slow and slow.span()), (kind.name, text)
+            assert kind.pattern.possible(text) or slow is None, (kind.name, kind.pattern.anchors, text)
