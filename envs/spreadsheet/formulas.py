@@ -314,6 +314,8 @@ class _Parser:
             x = float(text)
             if x == float("inf"):  # LibreOffice: #VALUE!
                 return ("err", "#VALUE!", f"the number {text[:24]} is larger than the largest number, 1.8E+308")
+            if 0 < x < 2.2250738585072014e-308:  # LibreOffice: #VALUE! for a number below the smallest normal one
+                return ("err", "#VALUE!", f"the number {text[:24]} is smaller than the smallest number, 2.2E-308")
             return ("num", x)
         if kind == "str":
             return ("str", text[1:-1].replace('""', '"'))

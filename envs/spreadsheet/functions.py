@@ -18,12 +18,13 @@ import datetime as _dt
 import functools
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
 
 from envs.spreadsheet.formulas import MAX_STRING, FormulaSyntaxError, RefBox, XlError
 
-_MAX_FLOAT = 1.7976931348623157e308
+_MAX_FLOAT, _MIN_NORMAL = 1.7976931348623157e308, 2.2250738585072014e-308
 INT16, INT32 = (-32_768, 32_767), (-2_147_483_648, 2_147_483_647)
 _EPOCH = _dt.date(1899, 12, 30)
 _NUM_RE = re.compile(r"[+-]?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]*)(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
@@ -90,7 +91,7 @@ class Rng:
     def vector(self) -> list:
         """The values of a one-row or one-column range, clipped to the used extent."""
         if self.rows != 1 and self.cols != 1:
-            raise err("#N/A", "a lookup range must be one row or one column")
+            raise err("#VALUE!", "a lookup range must be one row or one column")
         max_r, max_c = self.book.extent(self.sheet)
         if self.cols == 1:
             return [self.get(i, 0) for i in range(min(self.rows, max(0, max_r - self.r1 + 1)))]
@@ -119,8 +120,10 @@ def text_to_number(s: str):
     mantissa = body.partition("e")[0].partition("E")[0]
     if _NUM_RE.fullmatch(body) and any(ch.isdigit() for ch in mantissa):  # "E5" is text, not 0 x 10^5
         x = float(body.replace(",", ""))
-        if math.isinf(x):  # LibreOffice reads "1e999" as the largest number
+        if math.isinf(x):  # LibreOffice reads "1e999" as the largest number, and "1e-320" as 0
             x = math.copysign(_MAX_FLOAT, x)
+        elif abs(x) < _MIN_NORMAL:
+            x = 0.0
         return x / 100 if pct else x
     if (m := _ISO_RE.fullmatch(t)) or (m := _US_RE.fullmatch(t)):
         y, mo, d = (int(g) for g in m.groups()) if m.re is _ISO_RE else (int(m[3]), int(m[1]), int(m[2]))
@@ -163,16 +166,19 @@ def num(v) -> float:
 
 
 def number_text(x: float) -> str:
-    if x == int(x) and abs(x) < 1e15:
+    """A number as text the way LibreOffice writes one (its General format): integers below 2^53 in full, other
+    numbers with 15 significant digits, fixed-point (at most 20 decimals) for exponents -14..14, else 1.5E-016."""
+    if x == int(x) and abs(x) < 2.0**53:
         return str(int(x))
-    s = f"{x:.15g}"
-    if "e" in s:
-        mant, exp = s.split("e")
-        e = int(exp)
-        if -10 < e < 15:
-            return format(Decimal(s), "f")
-        return f"{mant.upper()}E{'+' if e >= 0 else '-'}{abs(e):03d}"
-    return s
+    mant, _, exp = f"{x:.14e}".partition("e")
+    e, r = int(exp), float(f"{x:.14e}")  # r may round past the largest float to inf (1.79769313486232E+308)
+    if abs(r) < 2.0**53 and r == int(r):
+        return str(int(r))
+    if -15 < e < 15:
+        fixed = f"{r:.{min(20, 14 - e)}f}"
+        return fixed.rstrip("0").rstrip(".") if "." in fixed else fixed
+    mant = mant.rstrip("0").rstrip(".")
+    return f"{mant}E{'+' if e >= 0 else '-'}{abs(e):03d}"
 
 
 def text(v) -> str:
@@ -199,11 +205,12 @@ def truth(v) -> bool:
     return num(v) != 0
 
 
-def integer(v, bounds: tuple[int, int] = INT32, what: str = "the number") -> int:
-    """An integer argument as LibreOffice takes one: truncated toward zero (after rounding away float noise, so
-    0.99999999999999989 is 1), and #VALUE! outside ``bounds`` (LibreOffice's 16- or 32-bit argument range)."""
+def integer(v, bounds: tuple[int, int] = INT32, what: str = "the number", floor: bool = False) -> int:
+    """An integer argument as LibreOffice takes one: truncated toward zero, or rounded down with ``floor`` (text
+    counts and positions: LEFT("a",-0.5) is #VALUE!), after rounding away float noise (0.99999999999999989 is 1),
+    and #VALUE! outside ``bounds`` (LibreOffice's 16- or 32-bit argument range)."""
     x = num(v)
-    x = approx_floor(x) if x >= 0 else -approx_floor(-x)
+    x = approx_floor(x) if x >= 0 or floor else -approx_floor(-x)
     lo, hi = bounds
     if not lo <= x <= hi:
         raise err("#VALUE!", f"{what} must be a whole number from {lo} to {hi}, got {number_text(x)}")
@@ -261,18 +268,62 @@ def is_number(v) -> bool:
     return t is float or t is int or t is bool
 
 
+# The order of ASCII punctuation and symbols in the Unicode collation (CLDR root), which LibreOffice compares with:
+# whitespace < punctuation and symbols (this order) < other symbols < currency < digits < letters.
+_PUNCTUATION = "_-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~"
+
+
+def _primary(ch: str) -> tuple[int, int]:
+    if ch.isspace() or unicodedata.category(ch) == "Cc":
+        return (0, ord(ch))
+    k = _PUNCTUATION.find(ch)
+    if k >= 0:
+        return (1, k)
+    if ch.isdigit():
+        return (4, unicodedata.digit(ch, 0))
+    if ch.isalpha():
+        return (5, ord(ch))
+    category = unicodedata.category(ch)
+    if category == "Sc":
+        return (3, -1 if ch == "$" else ord(ch))
+    return (2, ord(ch)) if category[0] in "PS" else (6, ord(ch))
+
+
+@functools.lru_cache(maxsize=65_536)
+def text_order_key(s: str) -> tuple:
+    """How LibreOffice orders and equates texts: case-insensitively by the Unicode collation, so punctuation sorts
+    before digits and digits before letters ("<5" < "1"), accents count after the letters ("e" < "é" < "f"), and
+    compatibility forms after their plain forms ("ss" < "ß"). Levels: base characters, accents, forms."""
+    primary, accents, forms = [], [], []
+    for ch in s.lower():
+        decomposed = unicodedata.normalize("NFKD", ch)
+        base = [c for c in decomposed if not unicodedata.combining(c)] or [ch]
+        primary.extend(_primary(c) for c in base)
+        accents.extend(ord(c) for c in decomposed if unicodedata.combining(c))
+        accents.append(0)
+        forms.append(0 if decomposed == ch or unicodedata.normalize("NFD", ch) == decomposed else 1)
+    return tuple(primary), tuple(accents), tuple(forms)
+
+
 def compare(a, b) -> int:
     """-1, 0 or 1; numbers (booleans are 1 and 0) < text; text case-insensitive; blank is 0 or "" as the other side."""
     if a is None:
         a = "" if type(b) is str else 0.0
     if b is None:
         b = "" if type(a) is str else 0.0
+    ea, eb = type(a) is XlError, type(b) is XlError
+    if ea or eb:  # errors after everything (no formula compares them: errors propagate first)
+        if ea != eb:
+            return 1 if ea else -1
+        return 0 if a.code == b.code else -1 if a.code < b.code else 1
     sa, sb = type(a) is str, type(b) is str
     if sa != sb:
         return 1 if sa else -1
     if sa:
-        a, b = a.lower(), b.lower()
-        return 0 if a == b else -1 if a < b else 1
+        if a == b:
+            return 0
+        ka, kb = text_order_key(a), text_order_key(b)
+        return 0 if ka == kb else -1 if ka < kb else 1
     a, b = finite(a), finite(b)
     if approx_eq(a, b):
         return 0
@@ -295,17 +346,21 @@ def _div(a, b):
 
 
 def _pow(a, b):
-    if a == 0 and b < 0:
-        raise err("#DIV/0!", "zero to a negative power")
+    if a == 0 and b < 0:  # LibreOffice: #NUM!
+        raise err("#NUM!", "zero to a negative power")
     if a < 0 and b != int(b):
         inv = 1 / b
-        if abs(inv - round(inv)) < 1e-9 and round(inv) % 2 == 1:
-            return -((-a) ** b)
-        raise err("#NUM!", "a negative number to a fractional power")
-    try:
-        return float(a) ** b
-    except OverflowError:
-        raise err("#NUM!", "the result is too large") from None
+        if not (math.isfinite(inv) and abs(inv - round(inv)) < 1e-9 and round(inv) % 2 == 1):
+            raise err("#NUM!", "a negative number to a fractional power")
+        r = -((-a) ** b)
+    else:
+        try:
+            r = float(a) ** b
+        except OverflowError:
+            raise err("#NUM!", "the result is too large") from None
+    if abs(r) < _MIN_NORMAL and a != 0:  # LibreOffice: an underflowing power is #NUM!, not 0
+        raise err("#NUM!", "the result is too small (below 2.2E-308)")
+    return r
 
 
 _ARITH = {"+": _add, "-": lambda a, b: _add(a, -b), "*": lambda a, b: a * b, "/": _div, "^": _pow}
@@ -430,6 +485,13 @@ def compile_ast(node, refs: list[RefBox], as_arg: bool = False) -> Callable:
     raise AssertionError(f"unknown AST node {kind}")
 
 
+def _raise_error_argument(values: list) -> None:
+    """An error argument is the function's result: the first one, as in LibreOffice (before any other check)."""
+    for v in values:
+        if type(v) is XlError:
+            raise v
+
+
 def checked(v):
     """A function's result: a float must be finite (inf or nan is #NUM!, as LibreOffice shows an overflow)."""
     if type(v) is float and not math.isfinite(v):
@@ -442,6 +504,7 @@ def _compile_call(name: str, args: list, refs: list[RefBox]) -> Callable:
         FUNCTIONS,
         LAZY,
         MEMO,
+        PASS_ERRORS,
         SCALAR_ARGS,
         suggest_function,
     )
@@ -465,12 +528,13 @@ def _compile_call(name: str, args: list, refs: list[RefBox]) -> Callable:
                 return err("#NUM!", f"{name}: the result is too large")
         return lazy
 
+    passes = name in PASS_ERRORS
+
     def call(ctx):
         try:
             values = [t(ctx) for t in thunks]
-            for v in values:
-                if type(v) is XlError:
-                    raise v
+            if not passes:
+                _raise_error_argument(values)
             return checked(fn(*values))
         except XlError as e:
             return e
@@ -490,9 +554,8 @@ def _compile_call(name: str, args: list, refs: list[RefBox]) -> Callable:
         out = memo.get(key, memo)
         if out is memo:
             try:
-                for v in values:
-                    if type(v) is XlError:
-                        raise v
+                if not passes:
+                    _raise_error_argument(values)
                 out = checked(fn(*values))
             except XlError as e:
                 out = e
@@ -632,6 +695,19 @@ def has_wildcards(s: str) -> bool:
     return "*" in s or "?" in s or "~" in s
 
 
+def shown_text(v) -> str:
+    """A cell's value as the text a spreadsheet shows (what wildcard criteria match): numbers in the General
+    format, TRUE/FALSE, an error's code."""
+    t = type(v)
+    if t is str:
+        return v
+    if t is bool:
+        return "TRUE" if v else "FALSE"
+    if t is XlError:
+        return v.code
+    return number_text(finite(v))
+
+
 def criterion(c) -> tuple[Callable[[object], bool], bool]:
     """A predicate for a criterion value, and whether it matches blank cells."""
     c = single(c)
@@ -651,12 +727,12 @@ def criterion(c) -> tuple[Callable[[object], bool], bool]:
         def numeric(v):
             return is_number(v) and test(compare(v, x))
 
-        low = operand.strip().lower()
+        low = operand.lower()
         if op == "<>":
             return (lambda v: not (is_number(v) and approx_eq(finite(v), x)
-                                   or type(v) is str and v.strip().lower() == low)), True
-        if op in ("", "="):  # LibreOffice: "12" matches the number 12 and the text "12"
-            return (lambda v: numeric(v) or type(v) is str and v.strip().lower() == low), False
+                                   or type(v) is str and v.lower() == low)), True
+        if op in ("", "="):  # LibreOffice: "12" matches the number 12 and the text "12" (not " 12 ")
+            return (lambda v: numeric(v) or type(v) is str and v.lower() == low), False
         return numeric, False
     if operand == "":
         if op in ("", "="):
@@ -667,13 +743,13 @@ def criterion(c) -> tuple[Callable[[object], bool], bool]:
         if has_wildcards(operand):
             pattern = wildcard(operand)
 
-            def hit(v):
-                return type(v) is str and pattern.fullmatch(v)
+            def hit(v):  # LibreOffice matches every cell by its text: 12 matches "1*", TRUE "T*", #N/A "#*"
+                return v is not None and pattern.fullmatch(shown_text(v))
         else:
             low = operand.lower()
 
-            def hit(v):
-                return type(v) is str and v.lower() == low
+            def hit(v):  # an error cell matches its code: "#N/A" counts #N/A cells
+                return (type(v) is str and v.lower() == low) or (type(v) is XlError and v.code.lower() == low)
         return ((lambda v: not hit(v)), True) if op == "<>" else (hit, False)
     test = _CMPS[op]
     return (lambda v: type(v) is str and test(compare(v, operand))), False

@@ -29,6 +29,7 @@ from envs.spreadsheet.functions import (
     num,
     number_text,
     round_decimal,
+    shown_text,
     single,
     text,
     text_to_number,
@@ -63,8 +64,9 @@ from envs.spreadsheet.library_text import (
 
 def _numbers(args, direct_text: bool = False):
     """Numbers among the arguments: in references only numbers count (booleans too: LibreOffice stores TRUE as 1);
-    direct booleans and texts convert."""
-    for a in args:
+    direct booleans and texts convert. Arguments are met last first, as LibreOffice meets them, so of a text
+    argument and an error cell the one LibreOffice shows is shown."""
+    for a in reversed(args):
         if type(a) is Rng:
             for _, _, v in a.filled():
                 t = type(v)
@@ -91,7 +93,7 @@ def PRODUCT(*args):
     return math.prod(values) if values else 0.0  # LibreOffice: the product of no numbers is 0
 
 
-def COUNT(*args):
+def COUNT(*args):  # error arguments are not numbers: not counted, not propagated
     n = 0
     for a in args:
         if type(a) is Rng:
@@ -101,7 +103,7 @@ def COUNT(*args):
     return float(n)
 
 
-def COUNTA(*args):
+def COUNTA(*args):  # an error argument is a value: counted
     return float(sum(sum(1 for _ in a.filled()) if type(a) is Rng else 1 for a in args))
 
 
@@ -143,12 +145,30 @@ def _need_range(a, fname):
     return a
 
 
-def _if_cells(fname, sum_rng, pairs):
-    """Cells of ``sum_rng`` (aligned with the first criteria range) where every (range, criterion) pair matches."""
+class _One:
+    """A single value where the *IFS functions take the range to sum: LibreOffice reads it as a 1 x 1 range."""
+
+    rows = cols = 1
+
+    def __init__(self, value):
+        self.value = value
+
+    def get(self, i: int, j: int):
+        return self.value
+
+
+def _values_range(a):
+    return a if type(a) is Rng else _One(a)
+
+
+def _if_cells(fname, sum_rng, pairs, same_shape: bool = True):
+    """Cells of ``sum_rng`` (aligned with the first criteria range) where every (range, criterion) pair matches.
+    The *IFS functions need every range of one shape (#VALUE! otherwise); SUMIF and AVERAGEIF take the shape of
+    the criteria range from the top-left cell of their sum range (``same_shape=False``)."""
     first = _need_range(pairs[0][0], fname)
-    for rng, _ in pairs[1:]:
-        if _need_range(rng, fname).rows != first.rows or rng.cols != first.cols:
-            raise err("#VALUE!", f"{fname}: all criteria ranges must have the same shape")
+    for rng in [_need_range(rng, fname) for rng, _ in pairs[1:]] + ([sum_rng] if same_shape else []):
+        if rng.rows != first.rows or rng.cols != first.cols:
+            raise err("#VALUE!", f"{fname}: all ranges must have the same shape ({first.rows} x {first.cols} here)")
     hits = matches(first, pairs[0][1])
     for rng, crit in pairs[1:]:
         pred, _ = criterion(crit)
@@ -169,11 +189,11 @@ def _sum_values(values):
 
 def SUMIF(rng, crit, sum_rng=None):
     target = _need_range(sum_rng if sum_rng is not None else rng, "SUMIF")
-    return fsum(_sum_values(_if_cells("SUMIF", target, [(rng, crit)])))
+    return fsum(_sum_values(_if_cells("SUMIF", target, [(rng, crit)], same_shape=False)))
 
 
 def SUMIFS(sum_rng, *pairs):
-    return fsum(_sum_values(_if_cells("SUMIFS", _need_range(sum_rng, "SUMIFS"), _pairs(pairs, "SUMIFS"))))
+    return fsum(_sum_values(_if_cells("SUMIFS", _values_range(sum_rng), _pairs(pairs, "SUMIFS"))))
 
 
 def _pairs(flat, fname):
@@ -198,47 +218,71 @@ def COUNTIFS(*pairs):
 
 def AVERAGEIF(rng, crit, avg_rng=None):
     target = _need_range(avg_rng if avg_rng is not None else rng, "AVERAGEIF")
-    values = _sum_values(_if_cells("AVERAGEIF", target, [(rng, crit)]))
+    values = _sum_values(_if_cells("AVERAGEIF", target, [(rng, crit)], same_shape=False))
     if not values:
         raise err("#DIV/0!", "no cells meet the criterion")
     return fsum(values) / len(values)
 
 
 def AVERAGEIFS(avg_rng, *pairs):
-    values = _sum_values(_if_cells("AVERAGEIFS", _need_range(avg_rng, "AVERAGEIFS"), _pairs(pairs, "AVERAGEIFS")))
+    values = _sum_values(_if_cells("AVERAGEIFS", _values_range(avg_rng), _pairs(pairs, "AVERAGEIFS")))
     if not values:
         raise err("#DIV/0!", "no cells meet the criteria")
     return fsum(values) / len(values)
 
 
 def MAXIFS(rng, *pairs):
-    values = _sum_values(_if_cells("MAXIFS", _need_range(rng, "MAXIFS"), _pairs(pairs, "MAXIFS")))
+    values = _sum_values(_if_cells("MAXIFS", _values_range(rng), _pairs(pairs, "MAXIFS")))
     return max(values) if values else 0.0
 
 
 def MINIFS(rng, *pairs):
-    values = _sum_values(_if_cells("MINIFS", _need_range(rng, "MINIFS"), _pairs(pairs, "MINIFS")))
+    values = _sum_values(_if_cells("MINIFS", _values_range(rng), _pairs(pairs, "MINIFS")))
     return min(values) if values else 0.0
 
 
+_NOT_A_NUMBER = object()  # a text element of SUMPRODUCT: LibreOffice's "element NaN", skipped by the sum
+
+
+def _sumproduct_element(v):
+    if is_number(v):
+        return finite(v)
+    if v is None:
+        return 0.0
+    if type(v) is str:
+        return _NOT_A_NUMBER
+    return v  # an XlError
+
+
 def SUMPRODUCT(*arrays):
-    rngs = [a if type(a) is Rng else None for a in arrays]
-    if any(r is None for r in rngs):
-        raise err("#VALUE!", "SUMPRODUCT takes ranges")
-    rows, cols = rngs[0].rows, rngs[0].cols
-    if any(r.rows != rows or r.cols != cols for r in rngs):
-        raise err("#VALUE!", "SUMPRODUCT ranges must have the same shape")
-    total = 0.0
-    for i in range(min(rows, 1 + max(r.book.extent(r.sheet)[0] - r.r1 for r in rngs))):
-        for j in range(min(cols, 1 + max(r.book.extent(r.sheet)[1] - r.c1 for r in rngs))):
-            p = 1.0
-            for r in rngs:
-                v = r.get(i, j)
-                if type(v) is XlError:
-                    raise v
-                p *= finite(v) if is_number(v) else 0.0
-            total += p
-    return total
+    """LibreOffice's SUMPRODUCT: arguments are matrices (a single value is 1 x 1) of one shape, multiplied element
+    by element starting from the last; text is "not a number" (its products are skipped), a blank is 0, and the
+    first error left in the products (column by column) is the result."""
+    shapes = {(a.rows, a.cols) if type(a) is Rng else (1, 1) for a in arrays}
+    if len(shapes) > 1:
+        raise err("#VALUE!", "SUMPRODUCT's arguments must all have the same shape")
+    rngs = [a for a in arrays if type(a) is Rng]
+    rows, cols = shapes.pop()
+    if rngs:  # cells past every sheet's used extent are blank: their products are 0
+        rows = min(rows, 1 + max(r.book.extent(r.sheet)[0] - r.r1 for r in rngs))
+        cols = min(cols, 1 + max(r.book.extent(r.sheet)[1] - r.c1 for r in rngs))
+    cells = [(i, j) for j in range(max(0, cols)) for i in range(max(0, rows))]  # column-major, as LibreOffice
+
+    def elements(a):
+        return [_sumproduct_element(a.get(i, j) if type(a) is Rng else a) for i, j in cells]
+
+    acc = elements(arrays[-1])
+    for a in reversed(arrays[:-1]):
+        for k, x in enumerate(elements(a)):
+            y = acc[k]
+            if x is _NOT_A_NUMBER:
+                acc[k] = _NOT_A_NUMBER
+            elif type(y) is float:
+                acc[k] = y * x if type(x) is float else x
+    for y in acc:
+        if type(y) is XlError:
+            raise y
+    return fsum(y for y in acc if type(y) is float)
 
 
 def ROUND(x, digits=0.0):
@@ -271,9 +315,10 @@ def SQRT(x):
 def MOD(a, b):
     """LibreOffice's MOD: a - floor(a/b)*b with its float-noise rounding, and #VALUE! when that is not a remainder
     (the quotient is too large to have one, as in MOD(1e308,1e-308))."""
-    a, b = num(a), num(b)
+    b = num(b)  # LibreOffice checks the divisor first
     if b == 0:
         raise err("#DIV/0!", "MOD by zero")
+    a = num(a)
     r = approx_sub(a, approx_floor(a / b) * b)
     if (b > 0 and 0 <= r < b) or (b < 0 and b < r <= 0):
         return r
@@ -299,12 +344,12 @@ def IF(ctx, cond, then=None, other=None):
 
 
 def IFERROR(ctx, value, fallback):
-    v = single(value(ctx))
+    v = _one(value(ctx))
     return single(fallback(ctx)) if type(v) is XlError else v
 
 
 def IFNA(ctx, value, fallback):
-    v = single(value(ctx))
+    v = _one(value(ctx))
     return single(fallback(ctx)) if type(v) is XlError and v.code == "#N/A" else v
 
 
@@ -393,9 +438,14 @@ def NA():
 
 
 def _lookup_eq(want):
+    """Exact match (MATCH 0, VLOOKUP FALSE): a wildcard text matches any cell by its shown text, as in criteria;
+    a text matches texts and the error cells it names ("#N/A")."""
     if type(want) is str and has_wildcards(want):
         pattern = wildcard(want)
-        return lambda v: type(v) is str and pattern.fullmatch(v)
+        return lambda v: v is not None and pattern.fullmatch(shown_text(v))
+    if type(want) is str:
+        low = want.lower()
+        return lambda v: (type(v) is str and compare(v, want) == 0) or (type(v) is XlError and v.code.lower() == low)
     return lambda v: v is not None and _rank_same(v, want) and compare(v, want) == 0
 
 
@@ -408,6 +458,9 @@ def _approx_pos(values, want, descending=False):
     answers unsorted or mixed data with a binary search whose result depends on its implementation: such data is
     rejected on purpose (#N/A, deliberate) with what to do instead."""
     kind = type(want) is str
+    if kind and has_wildcards(want):
+        raise err("#N/A", "wildcards (* ? ~) work in exact lookups only: give match type 0 or FALSE",
+                  deliberate=True)
     present = [v for v in values if v is not None]
     order = "descending" if descending else "ascending"
     if any(type(v) is XlError or (type(v) is str) != kind for v in present):
@@ -510,6 +563,8 @@ SCALAR_ARGS = {
     "INDEX": lambda i: i != 0,
 }
 LAZY = frozenset({"IF", "IFERROR", "IFNA", "ISERROR", "ISNA", "ISERR", "CHOOSE", "ROW", "COLUMN"})
+# Functions that look at error arguments (the others show their first error argument, as LibreOffice does).
+PASS_ERRORS = frozenset({"COUNT", "COUNTA", "ISNUMBER", "ISTEXT", "ISBLANK"})
 
 
 def suggest_function(name: str) -> str:

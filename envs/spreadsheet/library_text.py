@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from envs.spreadsheet.formulas import MAX_STRING
 from envs.spreadsheet.functions import (
+    _ISO_RE,
+    _US_RE,
     INT16,
     Rng,
     err,
     finite,
     integer,
+    num,
+    number_text,
     single,
     text,
     text_to_number,
@@ -57,16 +61,17 @@ def LEN(s):
 
 
 def LEFT(s, n=1.0):
-    return text(s)[: integer(n, _COUNT, "LEFT's count")]
+    return text(s)[: integer(n, _COUNT, "LEFT's count", floor=True)]
 
 
 def RIGHT(s, n=1.0):
-    n, t = integer(n, _COUNT, "RIGHT's count"), text(s)
+    n, t = integer(n, _COUNT, "RIGHT's count", floor=True), text(s)
     return t[max(0, len(t) - n):] if n else ""
 
 
 def MID(s, start, n):
-    start, n = integer(start, _POSITION, "MID's start"), integer(n, _COUNT, "MID's count")
+    start, n = (integer(start, _POSITION, "MID's start", floor=True),
+                integer(n, _COUNT, "MID's count", floor=True))
     return text(s)[start - 1: start - 1 + n]
 
 
@@ -74,6 +79,8 @@ def VALUE(s):
     v = single(s)
     if type(v) is float or type(v) is int:
         return finite(v)
+    if v is None:  # a blank cell is 0
+        return 0.0
     x = text_to_number(text(v))
     if x is None:
         raise err("#VALUE!", f"{text(v)[:30]!r} is not a number")
@@ -112,7 +119,7 @@ def CONCAT(*args):
 def SUBSTITUTE(s, old, new, which=None):
     s, old, new = text(s), text(old), text(new)
     if which is not None:
-        which = integer(which, _POSITION, "SUBSTITUTE's occurrence")
+        which = integer(which, _POSITION, "SUBSTITUTE's occurrence", floor=True)
     if not old:
         return s
     if which is None:
@@ -132,7 +139,7 @@ def EXACT(a, b):
 
 
 def REPT(s, n):
-    s, n = text(s), integer(n, _COUNT, "REPT's count")
+    s, n = text(s), integer(n, _COUNT, "REPT's count", floor=True)
     if len(s) * n > MAX_STRING:
         raise too_long()
     return s * n
@@ -140,7 +147,7 @@ def REPT(s, n):
 
 def _start(needle: str, hay: str, start, fname: str) -> int:
     """The 0-based start of a FIND/SEARCH; LibreOffice: #VALUE! for empty search text or a start past the text."""
-    s = integer(start, _POSITION, f"{fname}'s start")
+    s = integer(start, _POSITION, f"{fname}'s start", floor=True)
     if not needle:
         raise err("#VALUE!", f"{fname} for empty text finds nothing")
     if s > len(hay):
@@ -167,7 +174,10 @@ def SEARCH(needle, hay, start=1.0):
 def CHAR(n):
     """The character of a code 0..255: ASCII below 128, then Windows-1252 (what Excel on Windows shows;
     LibreOffice uses the system's 8-bit encoding, which on a UTF-8 system is no character at all)."""
-    code = integer(n, (0, 255), "CHAR's code")
+    x = num(n)
+    if not 0 <= x < 256:  # checked before truncating, as LibreOffice: CHAR(-0.5) is #VALUE!
+        raise err("#VALUE!", f"CHAR's code must be from 0 to 255, got {number_text(x)}")
+    code = integer(x, (0, 255), "CHAR's code")
     if code < 128:
         return chr(code)
     try:
@@ -225,9 +235,10 @@ def DATE(y, m, d):
 
 
 def DATEVALUE(s):
-    x = text_to_number(text(s)) if type(single(s)) is str else None
-    if x is None or "-" not in text(s) and "/" not in text(s):
-        raise err("#VALUE!", f"{text(s)[:30]!r} is not a date like 2024-01-31")
+    t = text(s).strip()
+    x = text_to_number(t) if type(single(s)) is str and (_ISO_RE.fullmatch(t) or _US_RE.fullmatch(t)) else None
+    if x is None:
+        raise err("#VALUE!", f"{t[:30]!r} is not a date like 2024-01-31")
     return x
 
 
