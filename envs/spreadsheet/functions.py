@@ -420,7 +420,7 @@ def _intersect(fs: list[Callable]) -> Callable:
                 out = v
                 continue
             if v.sheet != out.sheet:
-                return err("#VALUE!", "an intersection of references on different sheets")
+                return err("#REF!", "an intersection of references on different sheets shares no cell")
             r1, c1, r2, c2 = max(out.r1, v.r1), max(out.c1, v.c1), min(out.r2, v.r2), min(out.c2, v.c2)
             if r1 > r2 or c1 > c2:
                 return err("#REF!", "the references of the intersection (a space) share no cell")
