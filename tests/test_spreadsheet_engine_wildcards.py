@@ -12,9 +12,9 @@ import random
 
 import pytest
 
-from envs.spreadsheet import functions
+from envs.spreadsheet import library_text
 from envs.spreadsheet.formulas import XlError
-from envs.spreadsheet.functions import Wildcard
+from envs.spreadsheet.library_text import Wildcard
 from envs.spreadsheet.workbook import Workbook
 
 
@@ -67,8 +67,8 @@ def test_matcher_agrees_with_the_definition_on_random_patterns():
 
 def test_each_piece_is_searched_at_most_once(monkeypatch):
     calls = []
-    real = functions._Piece.find
-    monkeypatch.setattr(functions._Piece, "find", lambda self, *a: calls.append(1) or real(self, *a))
+    real = library_text._Piece.find
+    monkeypatch.setattr(library_text._Piece, "find", lambda self, *a: calls.append(1) or real(self, *a))
     pattern = "*x" * 40 + "*y"
     for text in ("x" * 300, "x" * 5000 + "y", "ab" * 10_000):
         calls.clear()

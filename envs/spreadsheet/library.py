@@ -18,23 +18,18 @@ from envs.spreadsheet.functions import (
     approx_floor,
     approx_sub,
     compare,
-    criterion,
     err,
     finite,
     fsum,
-    has_wildcards,
     integer,
     is_number,
-    matches,
     num,
     number_text,
     round_decimal,
-    shown_text,
     single,
     text,
     text_to_number,
     truth,
-    wildcard,
 )
 from envs.spreadsheet.library_text import (
     CHAR,
@@ -59,6 +54,11 @@ from envs.spreadsheet.library_text import (
     UPPER,
     VALUE,
     YEAR,
+    criterion,
+    has_wildcards,
+    matches,
+    shown_text,
+    wildcard,
 )
 
 

@@ -1,4 +1,5 @@
-"""Text and date functions of the spreadsheet engine (the table of all functions is in ``library.py``).
+"""Text and date functions of the spreadsheet engine, and the text matching they and the criteria functions share
+(wildcards, criteria); the table of all functions is in ``library.py``.
 
 Counts and positions are 32-bit integers as in LibreOffice (``integer()``: truncated, #VALUE! outside the range),
 and no text result grows past the 32,767-character cell limit (#VALUE!, checked before the text is built).
@@ -6,26 +7,233 @@ and no text result grows past the 32,767-character cell limit (#VALUE!, checked 
 
 from __future__ import annotations
 
-from envs.spreadsheet.formulas import MAX_STRING
+import functools
+import re
+from collections.abc import Callable
+
+from envs.spreadsheet.formulas import MAX_STRING, XlError
 from envs.spreadsheet.functions import (
+    _CMPS,
     _ISO_RE,
     _US_RE,
     INT16,
     Rng,
+    approx_eq,
+    compare,
     err,
     finite,
     integer,
+    is_number,
     num,
     number_text,
     single,
     text,
     text_to_number,
     too_long,
-    wildcard,
 )
 
 _COUNT = (0, 2_147_483_647)  # LibreOffice's range for a count or position in text
 _POSITION = (1, 2_147_483_647)
+
+# --- wildcards and criteria: SUMIF/COUNTIF/... (">=5", "East", "e*", "<>", ""), SEARCH, exact lookups
+
+
+def _fold(s: str) -> str:
+    """Lower case with one character per character, so positions in the folded text are positions in ``s``."""
+    low = s.lower()
+    if len(low) == len(s):
+        return low
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in s)
+
+
+_REGEX_BUDGET = 2_000_000  # piece length x text length above which a '?' piece is searched with bit-parallel Shift-And
+
+
+class _Piece:
+    """Text between two '*' of a wildcard pattern: literal characters and '?' (None), always of one length."""
+
+    __slots__ = ("chars", "lit", "masks", "rx")
+
+    def __init__(self, chars: list[str | None]):
+        self.chars = chars
+        self.lit = "".join(chars) if None not in chars else None
+        self.rx = None if self.lit is not None else re.compile(
+            "".join("." if c is None else re.escape(c) for c in chars), re.DOTALL)
+        self.masks = None
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def at(self, t: str, k: int) -> bool:
+        if self.lit is not None:
+            return t.startswith(self.lit, k)
+        return self.rx.match(t, k) is not None
+
+    def find(self, t: str, pos: int, end: int) -> int:
+        """The leftmost k >= pos where the piece fits inside t[pos:end], or -1."""
+        m = len(self.chars)
+        if m == 0:
+            return pos if pos <= end else -1
+        if self.lit is not None:
+            return t.find(self.lit, pos, end)
+        if m * (end - pos) <= _REGEX_BUDGET:  # a fixed-length regex: at most m steps per start, usually far fewer
+            hit = self.rx.search(t, pos, end)
+            return -1 if hit is None else hit.start()
+        return self._shift_and(t, pos, end)
+
+    def _shift_and(self, t: str, pos: int, end: int) -> int:
+        """Bit-parallel search (Baeza-Yates-Gonnet): one step per character of the text, whatever the piece."""
+        if self.masks is None:
+            anyc = sum(1 << j for j, c in enumerate(self.chars) if c is None)
+            masks: dict[str, int] = {}
+            for j, c in enumerate(self.chars):
+                if c is not None:
+                    masks[c] = masks.get(c, anyc) | (1 << j)
+            self.masks = (anyc, masks)
+        anyc, masks = self.masks
+        get, top, state, m = masks.get, 1 << (len(self.chars) - 1), 0, len(self.chars)
+        for i in range(pos, end):
+            state = ((state << 1) | 1) & get(t[i], anyc)
+            if state & top:
+                return i - m + 1
+        return -1
+
+
+class Wildcard:
+    """A criteria/SEARCH pattern: '*' is any run of characters, '?' any one, '~' makes the next character literal
+    (a '~' at the end is itself). Case-insensitive, and matched without backtracking: the pieces between stars are
+    placed greedily, leftmost first, which is exact for such patterns, so the work is about linear in the text
+    (``=SEARCH("*x*x*x*y",REPT("x",200))`` is a few string scans, not 27 s of regex backtracking)."""
+
+    __slots__ = ("pieces",)
+
+    def __init__(self, pattern: str):
+        pieces: list[list[str | None]] = [[]]
+        i = 0
+        while i < len(pattern):
+            ch = pattern[i]
+            if ch == "~" and i + 1 < len(pattern):
+                pieces[-1].append(_fold(pattern[i + 1]))
+                i += 2
+                continue
+            if ch == "*":
+                pieces.append([])
+            else:
+                pieces[-1].append(None if ch == "?" else _fold(ch))
+            i += 1
+        self.pieces = [_Piece(p) for p in pieces]
+
+    def fullmatch(self, text: str) -> bool:
+        t, ps = _fold(text), self.pieces
+        n, first, last = len(text), ps[0], ps[-1]
+        if len(ps) == 1:
+            return len(first) == n and first.at(t, 0)
+        if len(first) + len(last) > n or not first.at(t, 0) or not last.at(t, n - len(last)):
+            return False
+        pos, end = len(first), n - len(last)
+        for piece in ps[1:-1]:
+            k = piece.find(t, pos, end)
+            if k < 0:
+                return False
+            pos = k + len(piece)
+        return True
+
+    def search(self, text: str, start: int = 0) -> int:
+        """The leftmost position >= start where a match begins, or -1. A later start never helps the pieces after
+        the first one, so the first one's leftmost place is the only candidate."""
+        t, ps = _fold(text), self.pieces
+        s = ps[0].find(t, start, len(t))
+        if s < 0:
+            return -1
+        pos = s + len(ps[0])
+        for piece in ps[1:]:
+            k = piece.find(t, pos, len(t))
+            if k < 0:
+                return -1
+            pos = k + len(piece)
+        return s
+
+
+@functools.lru_cache(maxsize=1024)
+def wildcard(pattern: str) -> Wildcard:
+    return Wildcard(pattern)
+
+
+def has_wildcards(s: str) -> bool:
+    return "*" in s or "?" in s or "~" in s
+
+
+def shown_text(v) -> str:
+    """A cell's value as the text a spreadsheet shows (what wildcard criteria match): numbers in the General
+    format, TRUE/FALSE, an error's code."""
+    t = type(v)
+    if t is str:
+        return v
+    if t is bool:
+        return "TRUE" if v else "FALSE"
+    if t is XlError:
+        return v.code
+    return number_text(finite(v))
+
+
+def criterion(c) -> tuple[Callable[[object], bool], bool]:
+    """A predicate for a criterion value, and whether it matches blank cells."""
+    c = single(c)
+    if isinstance(c, XlError):
+        raise c
+    if c is None:
+        c = 0.0
+    if type(c) is not str:  # a number or a boolean (TRUE is 1): matches numbers and booleans of that value
+        want = num(c)
+        return (lambda v: is_number(v) and approx_eq(finite(v), want)), False
+    op = next((o for o in ("<=", ">=", "<>", "<", ">", "=") if c.startswith(o)), "")
+    operand = c[len(op):]
+    x = text_to_number(operand) if operand.strip() else None
+    if x is not None:
+        test = _CMPS[op or "="]
+
+        def numeric(v):
+            return is_number(v) and test(compare(v, x))
+
+        low = operand.lower()
+        if op == "<>":
+            return (lambda v: not (is_number(v) and approx_eq(finite(v), x)
+                                   or type(v) is str and v.lower() == low)), True
+        if op in ("", "="):  # LibreOffice: "12" matches the number 12 and the text "12" (not " 12 ")
+            return (lambda v: numeric(v) or type(v) is str and v.lower() == low), False
+        return numeric, False
+    if operand == "":
+        if op in ("", "="):
+            return (lambda v: v is None or v == ""), True
+        if op == "<>":
+            return (lambda v: v is not None and v != ""), False
+    if op in ("", "=", "<>"):
+        if has_wildcards(operand):
+            pattern = wildcard(operand)
+
+            def hit(v):  # LibreOffice matches every cell by its text: 12 matches "1*", TRUE "T*", #N/A "#*"
+                return v is not None and pattern.fullmatch(shown_text(v))
+        else:
+            low = operand.lower()
+
+            def hit(v):  # an error cell matches its code: "#N/A" counts #N/A cells
+                return (type(v) is str and v.lower() == low) or (type(v) is XlError and v.code.lower() == low)
+        return ((lambda v: not hit(v)), True) if op == "<>" else (hit, False)
+    test = _CMPS[op]
+    return (lambda v: type(v) is str and test(compare(v, operand))), False
+
+
+def matches(rng: Rng, crit) -> list[tuple[int, int]]:
+    """Offsets (i, j) of cells of ``rng`` that meet the criterion (blank cells past the used extent excluded)."""
+    crit = single(crit)
+    key = ("match", rng.sheet, rng.r1, rng.c1, rng.r2, rng.c2, type(crit), crit)
+    out = rng.book._memo.get(key)
+    if out is None:
+        pred, blank_ok = criterion(crit)
+        cells = rng.dense() if blank_ok else rng.filled()
+        out = rng.book._memo[key] = [(i, j) for i, j, v in cells if pred(v)]
+    return out
+
 
 # --- text
 
