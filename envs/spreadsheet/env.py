@@ -5,6 +5,11 @@ change state. A mistake by the agent raises ``ToolError``, whose message (what w
 observation; any other exception is a bug in the environment. A write tool does all it says or nothing, and refuses
 a change after which evaluating every formula would cost more than ``MAX_FORMULAS`` / ``MAX_FORMULA_READS`` allow,
 so no step (the checker's included) evaluates more.
+
+The docstrings are the model's whole manual, read on every turn, so they say what a solver needs once (cell
+references are explained in ``ROLE``) and limits only an error message can teach are left to the error messages.
+Tools have no return annotation: each returns its observation text, and ``"return": {"type": "string"}`` in every
+schema would tell a model nothing (``scripts/count_prompt_tokens.py`` measures the prompt).
 """
 
 from __future__ import annotations
@@ -36,10 +41,9 @@ from .plan import reference_plan
 from .templates import SheetTask, generate_task
 from .workbook import Formula, Workbook, move_box, row_compare, storable
 
-ROLE = ("You are a spreadsheet assistant. Do what the user asks below in their workbook with the tools, one tool call "
-        "per turn. Change nothing the request does not need, leave no helper cells behind, and call finish when "
-        "the workbook is done. Cell references look like B2 or Sheet!A1:C9; without a sheet name a reference means "
-        "the first sheet.")
+ROLE = ("You are a spreadsheet assistant. Do the user's request below in their workbook, one tool call per turn. "
+        "Change nothing else, leave no helper cells, then call finish. Cells are written like B2, A1:C9, B:B or "
+        "Sheet!A1; without a sheet name, the first sheet.")
 MAX_READ, MAX_WRITE, MAX_SORT = 600, 5_000, 100_000
 # What evaluating every formula may cost (``Workbook.work``): a call that would go past either is refused, so no
 # step (the checker's at the end included) evaluates more. A formula costs ~20 us, a cell its ranges read ~1.5 us.
@@ -255,8 +259,8 @@ class SpreadsheetEnv(ToolEnv):
     # -- read tools -----------------------------------------------------------------------------------------------
 
     @tool
-    def list_sheets(self) -> str:
-        """List the workbook's sheets: each one's used range and its first row."""
+    def list_sheets(self):
+        """List the sheets with their used ranges and first rows."""
         lines = []
         for s in self._book.sheets.values():
             max_r, max_c = s.extent()
@@ -268,13 +272,11 @@ class SpreadsheetEnv(ToolEnv):
         return _ascii("\n".join(lines))
 
     @tool
-    def read_range(self, cells: str) -> str:
-        """Read cells as a table with row numbers and column letters; formulas show as '=formula -> value'.
-
-        Text that could be mistaken (spaces at the ends, double spaces, digits stored as text) is shown in quotes.
+    def read_range(self, cells: str):
+        """Read cells; a formula shows as '=formula -> value', text with odd spaces or digits in quotes.
 
         Args:
-            cells: A range like 'A1:F12', 'Summary!A1:C5', a whole column 'B:B' or one cell 'C3'.
+            cells: A cell or range.
         """
         sheet, box = self._range(cells)
         box = self._clip(sheet, box)
@@ -289,12 +291,12 @@ class SpreadsheetEnv(ToolEnv):
         return _ascii("\n".join(lines))
 
     @tool
-    def find(self, text: str, sheet: str | None = None) -> str:
-        """Find cells whose value or formula contains some text (not case-sensitive).
+    def find(self, text: str, sheet: str | None = None):
+        """Find cells whose value or formula contains text, ignoring case.
 
         Args:
-            text: The text to look for, like 'East' or 'SUM('.
-            sheet: Only this sheet; all sheets when left out.
+            text: Like 'SUM('.
+            sheet: Default: all sheets.
         """
         needle = text.strip().lower()
         if not needle:
@@ -315,13 +317,12 @@ class SpreadsheetEnv(ToolEnv):
 
     @tool(write=True)
     @_atomic
-    def write_values(self, cells: str, values: list[list[str | float | bool | None]]) -> str:
-        """Type values into cells, row by row, starting at the top-left cell. Numbers as JSON numbers (a quoted
-        "12" stays text); null empties a cell. Formulas go in with set_formula.
+    def write_values(self, cells: str, values: list[list[str | float | bool | None]]):
+        """Write values (not formulas) row by row; numbers unquoted ("12" is text), null empties a cell.
 
         Args:
-            cells: The top-left cell like 'B2', or the whole range like 'B2:C4' (then values must fill it exactly).
-            values: Rows of values, like [["East", 12], ["West", 7.5]]; one column is [["a"], ["b"]].
+            cells: The top-left cell, or a range of the values' shape.
+            values: Rows, like [["East", 12]].
         """
         sheet, box = self._range(cells)
         if not values or not all(isinstance(row, list) and row for row in values):
@@ -352,12 +353,12 @@ class SpreadsheetEnv(ToolEnv):
 
     @tool(write=True)
     @_atomic
-    def set_formula(self, cell: str, formula: str) -> str:
-        """Put a formula into one cell, like '=SUM(B2:B9)' or '=IF(C2>100,"high","low")'; shows its result.
+    def set_formula(self, cell: str, formula: str):
+        """Put a formula into one cell; shows its result.
 
         Args:
-            cell: The cell, like 'H2' or 'Summary!B2'.
-            formula: The formula, starting with '='.
+            cell: One cell.
+            formula: Like '=SUM(B2:B9)'.
         """
         sheet, box = self._range(cell)
         if not box.is_cell:
@@ -372,13 +373,12 @@ class SpreadsheetEnv(ToolEnv):
 
     @tool(write=True)
     @_atomic
-    def fill(self, cells: str, direction: Literal["down", "right"] = "down") -> str:
-        """Copy the first row of a range down over the rest of it (or the first column right), the way dragging the
-        fill handle does: relative references move, $-absolute ones stay.
+    def fill(self, cells: str, direction: Literal["down", "right"] = "down"):
+        """Copy the first row down over the range (or first column right); relative references move, $ ones stay.
 
         Args:
-            cells: The range including the source, like 'H2:H20' (fill down from H2) or 'B5:F5' (fill right).
-            direction: Which way to copy.
+            cells: Source included, like 'H2:H20'.
+            direction: Which way.
         """
         sheet, box = self._range(cells)
         down = direction == "down"
@@ -410,11 +410,11 @@ class SpreadsheetEnv(ToolEnv):
 
     @tool(write=True)
     @_atomic
-    def clear_range(self, cells: str) -> str:
-        """Empty cells (values and formulas).
+    def clear_range(self, cells: str):
+        """Empty cells.
 
         Args:
-            cells: The range to clear, like 'J2:J20'.
+            cells: A cell or range.
         """
         sheet, box = self._range(cells)
         box = self._clip(sheet, box)
@@ -438,25 +438,25 @@ class SpreadsheetEnv(ToolEnv):
 
     @tool(write=True)
     @_atomic
-    def insert_rows(self, sheet: str, before_row: int, count: int = 1) -> str:
-        """Insert empty rows; the rows from before_row down move down.
+    def insert_rows(self, sheet: str, before_row: int, count: int = 1):
+        """Insert empty rows above before_row.
 
         Args:
-            sheet: The sheet name.
-            before_row: The new rows go above this row number.
-            count: How many rows to insert.
+            sheet: Sheet name.
+            before_row: Row number.
+            count: How many.
         """
         return self._shift(sheet, "row", before_row, count, "inserted")
 
     @tool(write=True)
     @_atomic
-    def delete_rows(self, sheet: str, first_row: int, count: int = 1) -> str:
-        """Delete whole rows; the rows below move up. Formulas that referred to deleted cells show #REF!.
+    def delete_rows(self, sheet: str, first_row: int, count: int = 1):
+        """Delete rows from first_row down; references to them become #REF!.
 
         Args:
-            sheet: The sheet name.
-            first_row: The first row number to delete.
-            count: How many rows to delete.
+            sheet: Sheet name.
+            first_row: Row number.
+            count: How many.
         """
         return self._shift(sheet, "row", first_row, count, "deleted")
 
@@ -468,37 +468,36 @@ class SpreadsheetEnv(ToolEnv):
 
     @tool(write=True)
     @_atomic
-    def insert_columns(self, sheet: str, before_column: str, count: int = 1) -> str:
-        """Insert empty columns; the columns from before_column rightwards move right.
+    def insert_columns(self, sheet: str, before_column: str, count: int = 1):
+        """Insert empty columns left of before_column.
 
         Args:
-            sheet: The sheet name.
-            before_column: The new columns go left of this column, like 'C'.
-            count: How many columns to insert.
+            sheet: Sheet name.
+            before_column: Like 'C'.
+            count: How many.
         """
         return self._shift(sheet, "column", self._column(before_column), count, "inserted")
 
     @tool(write=True)
     @_atomic
-    def delete_columns(self, sheet: str, first_column: str, count: int = 1) -> str:
-        """Delete whole columns; the columns to the right move left. Formulas that referred to them show #REF!.
+    def delete_columns(self, sheet: str, first_column: str, count: int = 1):
+        """Delete columns from first_column right; references to them become #REF!.
 
         Args:
-            sheet: The sheet name.
-            first_column: The first column to delete, like 'C'.
-            count: How many columns to delete.
+            sheet: Sheet name.
+            first_column: Like 'C'.
+            count: How many.
         """
         return self._shift(sheet, "column", self._column(first_column), count, "deleted")
 
     @tool(write=True)
     @_atomic
-    def sort_range(self, cells: str, keys: list[str]) -> str:
-        """Sort the rows of a range (leave the header row out) by one or more columns; rows move as a whole.
+    def sort_range(self, cells: str, keys: list[str]):
+        """Sort a range's rows (leave the header out) by columns.
 
         Args:
-            cells: The rows to sort, like 'A2:H40'.
-            keys: Sort columns in priority order, each a column letter with ' desc' for largest first, like
-                ['C', 'F desc'].
+            cells: Like 'A2:H40'.
+            keys: Column letters by priority, ' desc' for largest first, like ['C', 'F desc'].
         """
         sheet, box = self._range(cells)
         box = self._clip(sheet, box)
@@ -533,11 +532,11 @@ class SpreadsheetEnv(ToolEnv):
 
     @tool(write=True)
     @_atomic
-    def add_sheet(self, name: str) -> str:
-        """Add an empty sheet at the end of the workbook.
+    def add_sheet(self, name: str):
+        """Add an empty sheet at the end.
 
         Args:
-            name: The new sheet's name, like 'Summary' (at most 31 characters, none of []:*?/\\).
+            name: Sheet name.
         """
         clean = name.strip()
         if not clean or len(clean) > 31 or any(ch in clean for ch in "[]:*?/\\'") or not clean.isprintable():
@@ -550,6 +549,6 @@ class SpreadsheetEnv(ToolEnv):
         return f"added sheet {clean!r}; the sheets are now {', '.join(self._book.sheets)}"
 
     @tool(finish=True)
-    def finish(self) -> str:
-        """Say the workbook is done; ends the episode."""
+    def finish(self):
+        """The workbook is done; ends the episode."""
         return "finished; the workbook will be checked"
