@@ -355,9 +355,20 @@ def test_tool_call_blocks_are_found_like_the_documented_pattern_in_linear_time()
     parts = ["<tool_call>", "</tool_call>", " ", "\n", "x", "{}", "<tool", "call>"]
     for _ in range(3000):
         text = "".join(rng.choice(parts) for _ in range(rng.randrange(10)))
-        assert _tool_call_blocks(text) == pattern.findall(text), text
+        assert _tool_call_blocks(text) == pattern.findall(text)[:2], text  # the first two decide: one call or not
     # A long run of spaces inside an unclosed block: the regex took 19 s for 40,000 (quadratic), hours for this.
     env = LedgerEnv()
     env.reset(seed=0, options={"task_seed": 0})
     obs, *_, info = env.step("<tool_call>x" + " " * 1_000_000 + "y")
     assert info["invalid_action"] and "no tool call found" not in obs
+
+
+def test_a_string_argument_may_hold_the_tool_call_tags():
+    env = LedgerEnv()
+    env.reset(seed=0, options={"task_seed": 0})
+    quoted = json.dumps({"name": "append", "arguments": {"amount": 2, "note": "</tool_call> <tool_call>"}})
+    for action in (f"<tool_call>{quoted}</tool_call>", quoted, f"<tool_call>\n{quoted}"):
+        obs, *_, info = env.step(action)
+        assert "has no argument 'note'" in obs, (action, obs)  # parsed as the call it is, then validated
+    obs, *_, info = env.step("<tool_call></tool_call>" * 200_000)  # every block scanned once took minutes
+    assert info["invalid_action"] and "make exactly one tool call" in obs and "200000" in obs

@@ -318,6 +318,7 @@ def validate_arguments(spec: ToolSpec, arguments: dict[str, Any]) -> str | None:
 # Action parsing: JSON, bare or inside <tool_call>...</tool_call> as ChatML-style models emit it.
 
 _OPEN, _CLOSE = "<tool_call>", "</tool_call>"
+_BLANKS = re.compile(r"\s*")
 _FORMAT_HINT = 'write one tool call as <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>'
 
 
@@ -359,10 +360,13 @@ def _parse_constant(name: str) -> float:
     raise _Refused(f"{name} is not a JSON number; numbers must be finite")
 
 
+_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+
+
 def _loads(text: str) -> Any:
     """``json.loads(text)``, or ``_Unparsable`` for text that is not JSON or holds what no tool call can."""
     try:
-        value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+        value = _DECODER.decode(text)
     except _Refused as err:
         return _Unparsable(message=str(err))
     except json.JSONDecodeError as err:
@@ -390,22 +394,32 @@ def _too_deep(value: Any) -> bool:
     return False
 
 
-def _tool_call_blocks(action: str) -> list[str]:
-    """The stripped text of each ``<tool_call>`` block; an unclosed block runs to the end.
+def _tool_call_blocks(action: str, most: int = 2) -> list[str]:
+    """The stripped text of the first ``most`` ``<tool_call>`` blocks; an unclosed block runs to the end.
 
-    Found with ``str.find``, in time linear in the action: the regex ``<tool_call>\\s*(.*?)\\s*(</tool_call>|\\Z)``
-    it replaces backtracks quadratically over a long run of spaces (40,000 took 19 s).
+    A block closes at the first ``</tool_call>`` after the JSON value it opens with, so a string argument may hold
+    the tags (a reply quoting them). Found with ``str.find`` and one JSON scan, in time linear in the action: the
+    regex ``<tool_call>\\s*(.*?)\\s*(</tool_call>|\\Z)`` this replaces (the same blocks where no JSON string holds
+    a tag) backtracked quadratically over a long run of spaces (40,000 took 19 s).
     """
     blocks, pos = [], 0
-    while (start := action.find(_OPEN, pos)) != -1:
+    while len(blocks) < most and (start := action.find(_OPEN, pos)) != -1:  # at most 2 JSON scans: linear
         start += len(_OPEN)
-        end = action.find(_CLOSE, start)
+        end = action.find(_CLOSE, _json_end(action, start))
         if end == -1:
             blocks.append(action[start:].strip())
             break
         blocks.append(action[start:end].strip())
         pos = end + len(_CLOSE)
     return blocks
+
+
+def _json_end(text: str, start: int) -> int:
+    """Where the JSON value beginning at ``text[start:]`` (after blanks) ends; ``start`` if none begins there."""
+    try:
+        return _DECODER.raw_decode(text, _BLANKS.match(text, start).end())[1]
+    except (ValueError, RecursionError):  # not JSON (or refused): the block ends at the next closing tag
+        return start
 
 
 def parse_action(action: Any, tools: dict[str, ToolSpec]) -> ToolCall | ActionError:
@@ -416,13 +430,15 @@ def parse_action(action: Any, tools: dict[str, ToolSpec]) -> ToolCall | ActionEr
     """
     if not isinstance(action, str):
         return ActionError(f"an action must be text, got {type(action).__name__}; {_FORMAT_HINT}")
-    blocks = _tool_call_blocks(action)
+    text = action.strip()
+    bare = _loads(text) if text[:1] == "{" else None  # a bare call whose strings may mention the tags
+    blocks = [] if isinstance(bare, dict) else _tool_call_blocks(action)
     if len(blocks) > 1:
-        return ActionError(f"found {len(blocks)} tool calls; make exactly one tool call per turn")
-    text = blocks[0] if blocks else action.strip()
+        return ActionError(f"found {action.count(_OPEN)} <tool_call> tags; make exactly one tool call per turn")
+    text = blocks[0] if blocks else text
     if not text:
         return ActionError(f"no tool call found; {_FORMAT_HINT}")
-    payload = _loads(text)
+    payload = bare if not blocks and bare is not None else _loads(text)
     if isinstance(payload, _Unparsable):
         if payload.message:
             return ActionError(payload.message)
