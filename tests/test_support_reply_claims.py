@@ -259,3 +259,50 @@ def test_fast_word_patterns_match_exactly_what_the_plain_regex_matches():
             fast, slow = kind.pattern.search(text), plain.search(text)
             assert (fast and fast.span()) == (slow and slow.span()), (kind.name, text)
             assert kind.pattern.possible(text) or slow is None, (kind.name, kind.pattern.anchors, text)
+
+
+def _digest(env, split: str, k: int) -> bool:
+    """A truthful status report of every order on the account (and 'could not verify' if verification failed),
+    written from what find_customer shows, whatever the customer asked."""
+    import datetime
+
+    prompt, _ = env.reset(seed=k, options={"task_seed": k, "split": split})
+    today = datetime.date.fromisoformat(re.search(r"Today is (\d{4}-\d\d-\d\d)", prompt)[1])
+    task = env.unwrapped.task
+    found, *_ = env.step(_find(env, prompt, prompt))
+    verified, *_ = env.step(_verify(env, prompt, found))
+    lines, own = [], set()
+    for oid, status, rest in re.findall(r"(O-\d+) (\w+) (.*)", found):
+        own.add(oid)
+        if status == "shipped":
+            lines.append(f"Order {oid} has already shipped.")
+        elif status == "processing":
+            lines.append(f"Order {oid} is still processing.")
+        elif status == "delivered":
+            day = datetime.date.fromisoformat(rest[:10])
+            lines.append(f"Order {oid} was delivered on {day}.")
+            if (today - day).days > 30:
+                lines.append(f"Order {oid} was delivered more than 30 days ago.")
+    lines += [f"Order {oid} is not on your account." for oid in sorted(set(re.findall(r"O-\d+", task.message)) - own)]
+    if "verified for" not in verified:
+        lines.append("I could not verify your identity.")
+    env.step(J("reply_to_customer", message=" ".join(lines)))
+    *_, info = env.step(J("close_ticket"))
+    return info["success"]
+
+
+def test_a_status_report_of_every_order_solves_no_ticket():
+    env = gymnasium.make(ENV_ID)
+    solved_tickets = [(split, k) for split in ("train", "heldout") for k in range(250) if _digest(env, split, k)]
+    assert not solved_tickets, solved_tickets[:5]  # it solved 47 of 300 training tickets before claims had to stay
+    # on the ticket's orders
+
+
+def test_claims_about_an_order_the_ticket_is_not_about_cost_the_reply():
+    task = _task("cancel_shipped")
+    state = solved(task)
+    other = next(o for o in task.world.customers[task.customer_id].order_ids if o != task.issues[0].order_id)
+    state.replies.append(f"Order {other} was delivered.")
+    score, components, reasons = check_ticket(state, task)
+    assert 0.0 < score < 1.0 and components["reply_truthful"] and not components["reply_states_facts"]
+    assert f"claims about {other}, which the ticket is not about" in " ".join(reasons)

@@ -67,7 +67,8 @@ def _reply_items(state: DeskState, task: SupportTask, text: str, claims) -> tupl
     """(items stated, a reason per item not stated, whether anything beyond an order id was stated).
 
     An item is a fact (alternatives, one of which the reply must contain) or a claim the reply must make about the
-    issue's order. Neither counts before the issue's changes are in the state.
+    issue's order. Neither counts before the issue's changes are in the state. A claim about an order the ticket is
+    not about is one more item not met.
     """
     stated, unstated, told = 0, [], False
     for issue in task.issues:
@@ -93,6 +94,10 @@ def _reply_items(state: DeskState, task: SupportTask, text: str, claims) -> tupl
             if len(recited) >= 2:
                 unstated.append("the reply recites the policy instead of answering the question: it also states "
                                 + ", ".join(repr(r) for r in recited))
+    ours = {i.order_id for i in task.issues}
+    elsewhere = sorted({o for c in claims for o in c.named if o not in ours})
+    if elsewhere:  # a status report of every order answers no request: speak of the orders the ticket is about
+        unstated.append(f"the reply makes claims about {', '.join(elsewhere[:4])}, which the ticket is not about")
     return stated, unstated, told
 
 
