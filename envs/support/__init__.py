@@ -7,9 +7,10 @@ changes, a 30-day refund window, a $500 refund limit that needs escalation, exch
 and never touching another customer's data.
 
 Files, in reading order: ``state.py`` (the immutable world plus the small mutable overlay an episode changes, and
-the policy text), ``tasks.py`` + ``wording.py`` (ticket generator), ``checker.py`` (pure score of the final state),
-``plan.py`` (reference plan as a diff from the current state), ``faults.py`` (seeded mistakes, a colleague's
-concurrent edit, read-backs), ``env.py`` (``SupportDeskEnv``: the tools).
+the policy text), ``tasks.py`` + ``wording.py`` (ticket generator), ``checker.py`` (pure score of the final state)
++ ``claims.py`` (what a reply claims, checked against the final state), ``plan.py`` (reference plan as a diff from
+the current state), ``faults.py`` (seeded mistakes, a colleague's concurrent edit, read-backs), ``env.py``
+(``SupportDeskEnv``: the tools).
 
 Splits. ``train``: 15 templates, the 12 single-issue kinds (damaged-item refund, partial refund of a multi-item
 order, wrong-size exchange, cancel before shipping, address change, duplicate charge, late-delivery credit, and the
