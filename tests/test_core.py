@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from envs.core import CheckResult, FaultConfig, ToolCall, ToolEnv, ToolError, tool
+from envs.core import CheckResult, FaultConfig, SeededError, ToolCall, ToolEnv, ToolError, tool
 
 
 @dataclass
@@ -58,8 +58,7 @@ class LedgerEnv(ToolEnv):
         return [ToolCall("append", {"amount": a}) for a in self.task.amounts[len(done):]] + [ToolCall("finish")]
 
     def _seed_error(self, rng):
-        self.state.entries.append(1000)
-        return "extra_entry", "appended 1000", []
+        return SeededError("extra_entry", [ToolCall("append", {"amount": 1000})])
 
     def _concurrent_edit(self, rng):
         n = len(self.state.entries)

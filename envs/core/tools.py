@@ -31,11 +31,17 @@ __all__ = [
 
 
 class ToolError(Exception):
-    """Raised by a tool for a mistake the agent made; the message becomes the observation.
+    """Raised by a tool that refuses a call (a mistake the agent made); ``prefix + message`` becomes the observation
+    and the step's outcome is ``rejected``.
 
     Only ``ToolError`` is turned into an observation: any other exception is a bug in the environment and propagates.
     The message should say what was wrong and what is valid, e.g. ``unknown order 'O-99'; this customer has O-12``.
+    ``prefix`` (``"error: "``) may be ``""`` for a refusal the domain words itself (``verification failed: ...``).
     """
+
+    def __init__(self, message: str, *, prefix: str = "error: "):
+        super().__init__(message)
+        self.prefix = prefix
 
 
 @dataclass(frozen=True, slots=True)
