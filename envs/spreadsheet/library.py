@@ -15,8 +15,10 @@ from envs.spreadsheet.formulas import XlError
 from envs.spreadsheet.functions import (
     INT16,
     Rng,
+    _pow,
     approx_floor,
     approx_sub,
+    check_num,
     compare,
     err,
     finite,
@@ -326,8 +328,6 @@ def MOD(a, b):
 
 
 def POWER(a, b):
-    from envs.spreadsheet.functions import _pow, check_num
-
     return check_num(_pow(num(a), num(b)))
 
 
