@@ -4,6 +4,11 @@ Tools are typed methods with Google-style docstrings; their JSON schemas are der
 change state; write tools append to the state's audit trail (transactions or changes) so the checker can judge the
 final state alone. A mistake by the agent raises ``ToolError``, whose message (what was wrong, what is valid) is the
 observation; any other exception is a bug in the environment.
+
+The docstrings and ``ROLE`` are read with the policy on every turn, so each fact is said once: the rules (when a
+tool may be used) live in the policy, the tools say what they do and what their arguments look like. Tools have no
+return annotation: each returns its observation text, and ``"return": {"type": "string"}`` in every schema would
+tell a model nothing (``scripts/count_prompt_tokens.py`` measures the prompt).
 """
 
 from __future__ import annotations
@@ -20,9 +25,8 @@ from .state import POLICY, REFUND_LIMIT, STORE_CREDIT_CAP, Change, DeskState, da
 from .tasks import SupportTask, generate_task
 
 ROLE = (
-    "You are a customer-support agent for Northwind Outfitters. Resolve the ticket below with the tools, following "
-    "the policy exactly. Make one tool call per turn. The customer sees only what you send with reply_to_customer; "
-    "finish with close_ticket."
+    "You are a Northwind Outfitters support agent. Resolve the ticket below with the tools, one call per turn, "
+    "following the policy exactly. The customer sees only your reply_to_customer messages."
 )
 
 
@@ -109,11 +113,11 @@ class SupportDeskEnv(ToolEnv):
     # -- read tools -----------------------------------------------------------------------------------------------
 
     @tool
-    def find_customer(self, email: str) -> str:
-        """Find a customer by email address: their id, address, store credit, and a summary of their orders.
+    def find_customer(self, email: str):
+        """Find a customer by email: id, address, store credit and orders.
 
         Args:
-            email: The customer's email address, as written on the ticket.
+            email: As written on the ticket.
         """
         s = self.state
         key = email.strip().lower()
@@ -132,11 +136,11 @@ class SupportDeskEnv(ToolEnv):
         return "\n".join(lines)
 
     @tool
-    def lookup_order(self, order_id: str) -> str:
-        """Show an order: status, dates, shipping address, items, charges, refunds, exchanges and escalations.
+    def lookup_order(self, order_id: str):
+        """Show an order: status, dates, address, items, charges, refunds, exchanges, escalations.
 
         Args:
-            order_id: The order id, like 'O-10423'.
+            order_id: Like 'O-10423'.
         """
         s, order = self.state, self._order(order_id)
         w, oid, status = s.world, order.order_id, s.status[order.order_id]
@@ -170,11 +174,11 @@ class SupportDeskEnv(ToolEnv):
         return "\n".join(lines)
 
     @tool
-    def lookup_product(self, sku: str) -> str:
-        """Show a product's sizes (each its own sku), price and stock.
+    def lookup_product(self, sku: str):
+        """Show a product's sizes (one sku each), price and stock.
 
         Args:
-            sku: Any sku of the product, like 'LS-4821-M'.
+            sku: Any of its skus.
         """
         w, key = self.state.world, sku.strip().upper()
         product = w.products.get(key)
@@ -189,8 +193,8 @@ class SupportDeskEnv(ToolEnv):
         return f"product {product.family} {product.name}, {money(product.price)}\nvariants: {variants}"
 
     @tool
-    def view_ticket(self) -> str:
-        """Show this ticket's state: verified customer, transactions made, escalations filed and replies sent."""
+    def view_ticket(self):
+        """Show what was done on this ticket."""
         s = self.state
         lines = [(f"ticket {s.world.ticket_id} | {'closed' if s.closed else 'open'} | identity verified: "
                  f"{', '.join(sorted(s.verified)) or 'nobody yet'}")]
@@ -204,13 +208,13 @@ class SupportDeskEnv(ToolEnv):
     # -- write tools ----------------------------------------------------------------------------------------------
 
     @tool(write=True)
-    def verify_identity(self, customer_id: str, email: str, postal_code: str) -> str:
-        """Verify the customer's identity; required before any change to their orders or account.
+    def verify_identity(self, customer_id: str, email: str, postal_code: str):
+        """Verify the customer's identity.
 
         Args:
-            customer_id: The customer's id, like 'C-1042', from find_customer.
-            email: The email address the customer wrote from.
-            postal_code: The postal code the customer gave.
+            customer_id: From find_customer.
+            email: The address the customer wrote from.
+            postal_code: The one the customer gave.
         """
         customer = self._customer(customer_id)
         if email.strip().lower() != customer.email or postal_code.strip() != customer.postal_code:
@@ -222,12 +226,12 @@ class SupportDeskEnv(ToolEnv):
         return f"identity verified for {customer.customer_id} ({customer.name}); you may change their orders now"
 
     @tool(write=True)
-    def refund_items(self, order_id: str, skus: list[str]) -> str:
-        """Refund items of a delivered order to the card it was paid with.
+    def refund_items(self, order_id: str, skus: list[str]):
+        """Refund items of a delivered order to its card.
 
         Args:
-            order_id: The order id, like 'O-10423'.
-            skus: The skus of the items to refund, like ['LS-4821-M']; all of them for a whole-order refund.
+            order_id: The order id.
+            skus: Like ['LS-4821-M'].
         """
         s, order = self.state, self._order(order_id)
         if not skus:
@@ -245,12 +249,12 @@ class SupportDeskEnv(ToolEnv):
                 f"{order.order_id}")
 
     @tool(write=True)
-    def refund_charge(self, order_id: str, charge_id: str) -> str:
-        """Refund one charge of an order that was charged twice (a duplicate charge).
+    def refund_charge(self, order_id: str, charge_id: str):
+        """Refund the duplicate charge of an order charged twice.
 
         Args:
-            order_id: The order id, like 'O-10423'.
-            charge_id: The charge to refund, like 'CH-117', from lookup_order.
+            order_id: The order id.
+            charge_id: From lookup_order.
         """
         s, order = self.state, self._order(order_id)
         ids = [c.charge_id for c in order.charges]
@@ -269,11 +273,11 @@ class SupportDeskEnv(ToolEnv):
         return f"refund {t.txn_id} issued: charge {key} of {money(amount)} returned to card ending {order.card}"
 
     @tool(write=True)
-    def void_transaction(self, transaction_id: str) -> str:
-        """Reverse a refund or store credit issued in error on this ticket.
+    def void_transaction(self, transaction_id: str):
+        """Reverse a refund or store credit made on this ticket.
 
         Args:
-            transaction_id: The refund ('R-3') or store credit ('SC-1') to reverse.
+            transaction_id: Like 'R-3' or 'SC-1'.
         """
         s, key = self.state, transaction_id.strip().upper()
         txn = next((t for t in s.transactions if t.txn_id == key), None)
@@ -287,13 +291,13 @@ class SupportDeskEnv(ToolEnv):
         return f"{key} voided: the {money(txn.amount)} {txn.kind.replace('_', ' ')} on {where} is reversed"
 
     @tool(write=True)
-    def exchange_item(self, order_id: str, sku: str, new_sku: str) -> str:
-        """Exchange a delivered item for another size of the same product; a return label is emailed.
+    def exchange_item(self, order_id: str, sku: str, new_sku: str):
+        """Exchange a delivered item for another size of it.
 
         Args:
-            order_id: The order id, like 'O-10423'.
-            sku: The sku of the item the customer has, like 'LS-4821-M'.
-            new_sku: The sku of the size they want instead, like 'LS-4821-L'.
+            order_id: The order id.
+            sku: Like 'LS-4821-M'.
+            new_sku: The wanted size's sku.
         """
         s, order = self.state, self._order(order_id)
         key = self._line(order, sku)
@@ -317,11 +321,11 @@ class SupportDeskEnv(ToolEnv):
         return f"exchange set up on {order.order_id}: {key} -> {new}; a return label was emailed to the customer"
 
     @tool(write=True)
-    def cancel_order(self, order_id: str) -> str:
-        """Cancel an order that has not shipped yet; its payment is released to the card.
+    def cancel_order(self, order_id: str):
+        """Cancel an order, releasing its payment.
 
         Args:
-            order_id: The order id, like 'O-10423'.
+            order_id: The order id.
         """
         s, order = self.state, self._order(order_id)
         status = s.status[order.order_id]
@@ -334,12 +338,12 @@ class SupportDeskEnv(ToolEnv):
         return f"order {order.order_id} cancelled; {money(total)} released to card ending {order.card}"
 
     @tool(write=True)
-    def change_shipping_address(self, order_id: str, address: str) -> str:
-        """Change where an order that has not shipped yet will be delivered.
+    def change_shipping_address(self, order_id: str, address: str):
+        """Change where an order will be delivered.
 
         Args:
-            order_id: The order id, like 'O-10423'.
-            address: The full new address, like '12 Elm St, Springfield 40213'.
+            order_id: The order id.
+            address: In full, as the customer wrote it.
         """
         s, order = self.state, self._order(order_id)
         status = s.status[order.order_id]
@@ -355,12 +359,12 @@ class SupportDeskEnv(ToolEnv):
         return f"shipping address of {order.order_id} is now: {address}"
 
     @tool(write=True)
-    def issue_store_credit(self, customer_id: str, amount: float) -> str:
+    def issue_store_credit(self, customer_id: str, amount: float):
         """Add store credit to a customer's account.
 
         Args:
-            customer_id: The customer's id, like 'C-1042'.
-            amount: The credit in dollars, like 12.5.
+            customer_id: Like 'C-1042'.
+            amount: Dollars, like 12.5.
         """
         customer = self._customer(customer_id)
         # Bounds before arithmetic: the cents of 1e307 dollars overflow a float, so compare dollars with the cap first.
@@ -377,12 +381,12 @@ class SupportDeskEnv(ToolEnv):
         return f"store credit {t.txn_id} of {money(cents)} added to {customer.customer_id} (balance {money(balance)})"
 
     @tool(write=True)
-    def escalate_to_human(self, order_id: str, reason: str) -> str:
-        """Hand an order's issue to a human specialist, who contacts the customer.
+    def escalate_to_human(self, order_id: str, reason: str):
+        """Hand an order's issue to a human specialist.
 
         Args:
-            order_id: The order id, like 'O-10423'.
-            reason: What the specialist needs to decide, in one sentence.
+            order_id: The order id.
+            reason: What they must decide, in one sentence.
         """
         order = self._order(order_id)
         if len(reason.strip()) < 5:
@@ -392,11 +396,11 @@ class SupportDeskEnv(ToolEnv):
                 f"they will contact the customer within 2 business days")
 
     @tool(write=True)
-    def reply_to_customer(self, message: str) -> str:
-        """Send a message to the customer.
+    def reply_to_customer(self, message: str):
+        """Send the customer a message.
 
         Args:
-            message: The text the customer will read.
+            message: Its text.
         """
         if not message.strip():
             raise ToolError("message is empty; write what you did, with amounts and order ids, or why you could not")
@@ -404,7 +408,7 @@ class SupportDeskEnv(ToolEnv):
         return "message sent to the customer"
 
     @tool(finish=True)
-    def close_ticket(self) -> str:
-        """Close the ticket; ends the episode. Reply to the customer first."""
+    def close_ticket(self):
+        """Close the ticket; ends the episode."""
         self.state.closed = True
         return f"ticket {self.state.world.ticket_id} closed"

@@ -47,29 +47,26 @@ def same_address(a: str, b: str) -> bool:
 
 
 POLICY = "\n".join((
-    ("1. Identity: before any change to a customer's orders or account (refund, exchange, cancellation, address "
-    "change, store credit), verify their identity with verify_identity using the email and postal code they gave. "
-    "If verification fails, make no changes and ask the customer to confirm the details on file. Looking things up, "
-    "escalating and replying need no verification."),
-    ("2. Privacy: act only on the orders and account of the customer who wrote the ticket. Never change another "
-    "customer's orders and never reveal their details; politely refuse such requests."),
-    (f"3. Refunds: items of a delivered order can be refunded within {REFUND_WINDOW_DAYS} days of delivery. Refund "
-    "exactly the items concerned with refund_items. After the window, politely refuse: no refund."),
-    (f"4. Refund limit: never process a refund of more than {money(REFUND_LIMIT)} on one order yourself; escalate it "
-    "with escalate_to_human and tell the customer a specialist will follow up."),
-    (f"5. Exchanges: within {REFUND_WINDOW_DAYS} days of delivery an item can be exchanged for another size of the "
-    "same product that is in stock (exchange_item). If the wanted size is out of stock, refund the item instead."),
-    ("6. Store credit instead of a refund: if the customer asks for store credit instead of their money back, issue "
-    "store credit equal to the item's price and do not refund the card."),
-    ("7. Cancellations and address changes are possible only while an order is 'processing'. A shipped order cannot "
-    "be cancelled or redirected; explain that to the customer."),
-    "8. Duplicate charges: if an order was charged twice, refund the duplicate charge with refund_charge.",
-    (f"9. Late delivery: if an order arrived after its promised date, issue store credit of "
-    f"{money(LATE_CREDIT_PER_DAY)} per day late, at most {money(LATE_CREDIT_CAP)} per order."),
-    ("10. Mistakes: earlier actions on this ticket may be wrong. Reverse a wrong refund or store credit with "
-    "void_transaction, put a wrongly changed address back, then do what is right."),
-    ("11. Escalate only what rule 4 requires. Finally reply to the customer saying what you did, with the amounts "
-    "and order ids (or why you could not help), and close the ticket."),
+    ("1. Identity: verify_identity with the email and postal code the customer gave before any refund, exchange, "
+     "cancellation, address change or store credit. If it fails, change nothing and ask them to confirm their "
+     "details. Lookups, escalations and replies need no verification."),
+    ("2. Privacy: act only on the ticket writer's orders and account; politely refuse to change or reveal anyone "
+     "else's."),
+    (f"3. Refunds: within {REFUND_WINDOW_DAYS} days of delivery, refund_items exactly the affected items; after that, "
+     "politely refuse."),
+    (f"4. Refund limit: never refund more than {money(REFUND_LIMIT)} on one order yourself: escalate_to_human and say "
+     "a specialist will follow up."),
+    (f"5. Exchanges: within {REFUND_WINDOW_DAYS} days of delivery, exchange_item to the wanted size if it is in "
+     "stock, else refund the item."),
+    "6. Store credit asked for instead of a refund: issue the item's price as store credit; do not refund the card.",
+    "7. Only 'processing' orders can be cancelled or redirected; tell the customer a shipped one cannot.",
+    "8. Duplicate charges: refund the duplicate with refund_charge.",
+    (f"9. Late delivery: {money(LATE_CREDIT_PER_DAY)} store credit per day it arrived after the promised date, at most "
+     f"{money(LATE_CREDIT_CAP)} per order."),
+    ("10. Earlier actions here may be wrong: void_transaction a wrong refund or store credit, restore a wrongly "
+     "changed address, then do what is right."),
+    ("11. Escalate only for rule 4. Finally reply with what you did, with the amounts and order ids (or why you "
+     "could not help), and close_ticket."),
 ))
 
 

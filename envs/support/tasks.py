@@ -7,7 +7,7 @@ addresses; claims: what it must say about the order, such as that it has shipped
 
 Splits (see the package docstring and docs/environments.md): ``train`` draws the 15 ``TRAIN_TEMPLATES``;
 ``heldout`` draws only what train never shows: the two issue kinds ``exchange_out_of_stock`` and
-``store_credit_instead`` (policy rules 5b and 6), and multi-issue tickets that contain a held-out pair of issue
+``store_credit_instead`` (policy rules 5 and 6), and multi-issue tickets that contain a held-out pair of issue
 kinds (``HELDOUT_PAIRS``). Task seeds of the two splits also come from disjoint RNG streams (the core seeds
 ``[env, split, k]``).
 """
