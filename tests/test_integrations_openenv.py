@@ -6,6 +6,7 @@ Every remote episode is compared with the same episode run in-process with ``gym
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import select
@@ -23,13 +24,14 @@ import pytest
 
 import envs  # noqa: F401  (registers the recoverygym ids)
 
-pytest.importorskip("openenv", reason="the openenv extra is not installed: pip install -e '.[openenv]'")
+if importlib.util.find_spec("openenv") is None:
+    pytest.skip("the openenv extra is not installed: pip install -e '.[openenv]'", allow_module_level=True)
 
-from openenv.core.env_server.mcp_types import CallToolAction  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
-from training.integrations.openenv_client import RecoveryGymClient  # noqa: E402
+# Importing openenv takes seconds (it imports gradio): the fixture does it while the servers start, not collection.
+CallToolAction = RecoveryGymClient = None
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORT, SHEET = "recoverygym/SupportDesk-v0", "recoverygym/Spreadsheet-v0"
@@ -83,6 +85,11 @@ def servers():
         SHEET: Server(SHEET, "--faults", ",".join(f"{k}={v}" for k, v in all_faults(SHEET).items()),
                       "--max-sessions", str(MAX_SESSIONS)),
     }
+    global CallToolAction, RecoveryGymClient
+    from openenv.core.env_server.mcp_types import CallToolAction
+
+    from training.integrations.openenv_client import RecoveryGymClient
+
     try:
         for server in started.values():
             server.wait_ready()
