@@ -64,7 +64,7 @@ KINDS = {i: load_env_creator(gymnasium.spec(i).entry_point).fault_kinds for i in
 # The default profile does not shrink a failure (that can take minutes per test): the failing example's notes list
 # every action it took. RECOVERYGYM_FUZZ_SHRINK=1 shrinks it; the long profile always does.
 _PHASES = tuple(Phase) if os.environ.get("RECOVERYGYM_FUZZ_SHRINK") else (Phase.explicit, Phase.generate)
-settings.register_profile("fuzz-default", max_examples=20, deadline=None, derandomize=True, database=None,
+settings.register_profile("fuzz-default", max_examples=30, deadline=None, derandomize=True, database=None,
                           suppress_health_check=list(HealthCheck), print_blob=False, phases=_PHASES)
 settings.register_profile("fuzz-long", max_examples=int(os.environ.get("RECOVERYGYM_FUZZ_EXAMPLES", "500")),
                           deadline=None, database=None, suppress_health_check=list(HealthCheck), print_blob=True)
@@ -224,7 +224,7 @@ def test_hostile_steps_keep_the_contract_and_replay_identically(env_id, split, c
 
 
 @pytest.mark.parametrize(("env_id", "kind"), EACH_KIND)
-@settings(DEFAULT, max_examples=8)
+@settings(DEFAULT, max_examples=10)
 @given(data=st.data())
 def test_hostile_steps_under_each_fault_kind(env_id, kind, data):
     hostile_session(env_id, data.draw(st.sampled_from(list(SPLITS))), kind, data)
@@ -361,37 +361,39 @@ def catalogue() -> list[Frag]:
 
 
 @pytest.mark.parametrize("env_id", IDS)
-@pytest.mark.parametrize("split", SPLITS)
-def test_every_argument_of_every_tool_with_every_hostile_value(env_id, split):
+def test_every_argument_of_every_tool_with_every_hostile_value(env_id):
     """Each argument in turn gets each value, the others plausible; wrong types are refused naming the argument.
-    The checker then grades the battered state without raising."""
-    env = gymnasium.make(env_id, max_turns=10**9)
-    obs, _ = env.reset(seed=0, options={"task_seed": 0, "split": split})
-    actions = HostileActions(env.unwrapped)
-    actions.pool.learn(env.unwrapped.reference_call().arguments)  # the first plausible values: the reference's
-    actions.learn(obs)
+    One episode per argument, the splits in turn (info grows with the episode); the checker then grades the
+    battered state."""
+    env = gymnasium.make(env_id, max_turns=10**6)
     specs = env.unwrapped.tool_specs()
 
     class First:  # the pool's first plausible value of each type
         def integer(self, lo, hi):
             return lo
 
-    values = catalogue()
-    for spec in specs.values():
-        for param in spec.params:
-            for value in values:
-                args = {p.name: actions.pool.plausible(First(), p.schema) for p in spec.params if p.required}
-                args[param.name] = value
-                body = ", ".join(f"{json.dumps(k)}: {v.text}" for k, v in args.items())
-                wrong = value.value is not UNPARSEABLE and not fits(param.schema, value.value)
-                hostile = Hostile("catalogue", f'{{"name": {json.dumps(spec.name)}, "arguments": {{{body}}}}}',
-                                  True if wrong or value.value is UNPARSEABLE else None)
-                obs, *_ = checked_step(env, hostile, specs)
-                if wrong and ordinary(value.value) and "tool_call>" not in value.text:
-                    assert repr(param.name) in obs, (spec.name, param.name, value.text[:80], summary_of(obs))
-    result = env.unwrapped.check()
-    assert math.isfinite(result.score) and 0.0 <= result.score <= 1.0
-    json.dumps(result.reasons)
+    values = [(v, ordinary(v.value) and "tool_call>" not in v.text) for v in catalogue()]
+    params = [(spec, param) for spec in specs.values() for param in spec.params]
+    for k, (spec, param) in enumerate(params):
+        obs, _ = env.reset(seed=k, options={"task_seed": k, "split": list(SPLITS)[k % len(SPLITS)]})
+        actions = HostileActions(env.unwrapped)
+        actions.pool.learn(env.unwrapped.reference_call().arguments)  # the first plausible values: the reference's
+        actions.learn(obs)
+        for value, plain in values:
+            if len(value.text) > BIG[0] + 2 and param.schema.get("type") != "string":
+                continue  # 10 MB only where a string is due: elsewhere 1 MB is refused the same way
+            args = {p.name: actions.pool.plausible(First(), p.schema) for p in spec.params if p.required}
+            args[param.name] = value
+            body = ", ".join(f"{json.dumps(k)}: {v.text}" for k, v in args.items())
+            wrong = value.value is not UNPARSEABLE and not fits(param.schema, value.value)
+            hostile = Hostile("catalogue", f'{{"name": {json.dumps(spec.name)}, "arguments": {{{body}}}}}',
+                              True if wrong or value.value is UNPARSEABLE else None)
+            obs, *_ = checked_step(env, hostile, specs)
+            if wrong and plain:
+                assert repr(param.name) in obs, (spec.name, param.name, value.text[:80], summary_of(obs))
+        result = env.unwrapped.check()
+        assert math.isfinite(result.score) and 0.0 <= result.score <= 1.0, (spec.name, param.name, result)
+        json.dumps(result.reasons, allow_nan=False)
 
 
 @pytest.mark.parametrize("env_id", IDS)
