@@ -197,6 +197,33 @@ def test_concurrent_sessions_stay_isolated(servers):
             client.close()
 
 
+def test_the_trl_factory_runs_the_episode_on_the_server(servers):
+    from transformers.utils import get_json_schema
+
+    from training.datasets import prompt_row
+    from training.integrations.openenv_client import remote_environment_factory
+
+    cls = remote_environment_factory(servers[SUPPORT].url, SUPPORT)
+    schemas = gymnasium.make(SUPPORT).unwrapped.tool_schemas()
+    assert [get_json_schema(getattr(cls, s["function"]["name"])) for s in schemas] == schemas  # what TRL shows
+    env = cls()
+    try:
+        row = prompt_row(5, split="train", seed=2, faults=all_faults(SUPPORT))
+        local = LocalEpisode(SUPPORT, all_faults(SUPPORT), 5, "train", 2)
+        assert env.reset(**row) == local.prompt
+        assert env.get_reward() == 0.0  # the checker's verdict on the untouched state, through state()
+        while True:
+            call = local.next_call()
+            observation, reward, done, _ = local.step(call)
+            assert getattr(env, call["name"])(**call["arguments"]) == observation
+            if done:
+                break
+        assert env.get_reward() == reward == 1.0
+        assert "episode is over" in env.view_ticket()  # no call runs after the end
+    finally:
+        env._client.close()
+
+
 def ws_url(server) -> str:
     return server.url.replace("http://", "ws://") + "/ws"
 
