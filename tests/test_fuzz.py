@@ -133,11 +133,13 @@ def checked_step(env, hostile: Hostile, spec_of) -> tuple:
         assert reward == 0.0, reward
     expect = claim(hostile)
     if expect is True:
-        assert info["invalid_action"] and obs.startswith("error: "), (hostile.summary(), summary_of(obs))
+        assert info["invalid_action"] and info.get("outcome", "invalid") == "invalid", (hostile.summary(),
+                                                                                       summary_of(obs))
     elif expect is False:
         assert not info["invalid_action"], (hostile.summary(), summary_of(obs))
     tool = info["tool"]
-    if tool is None or not spec_of[tool].write or obs.startswith("error: "):
+    refused = info["outcome"] in ("invalid", "rejected") if "outcome" in info else obs.startswith("error: ")
+    if tool is None or not spec_of[tool].write or refused:
         assert fingerprint(env) == before, f"a refused or read-only call changed the state: {hostile.summary()}"
     return result
 
@@ -211,6 +213,28 @@ def hostile_session(env_id: str, split: str, case: str, data) -> None:
     again = replay(env_id, faults, split, trajectory)
     for i, (a, b) in enumerate(zip(trajectory, again, strict=True)):
         assert a == b, f"replaying the same seed and actions diverged at event {i}: {str(a)[:300]} != {str(b)[:300]}"
+    branch_start_matches(env_id, faults, split, trajectory)
+
+
+def branch_start_matches(env_id: str, faults: FaultConfig | None, split: str, trajectory: list) -> None:
+    """``reset(options={"actions": ...})`` (a branch start, where the core supports one) lands where stepping the
+    same hostile actions did: the same observations, the same faults."""
+    _, seed, task_seed, *_ = trajectory[0]
+    steps = []
+    for entry in trajectory[1:]:
+        if entry[0] == "reset" or entry[3] or entry[4]:
+            break
+        steps.append(entry)
+    env = gymnasium.make(env_id, faults=faults)
+    try:
+        obs, info = env.reset(seed=seed, options={"task_seed": task_seed, "split": split,
+                                                  "actions": [e[0] for e in steps]})
+    except ValueError as err:
+        if "actions" in str(err) and "unknown reset option" in str(err):
+            return  # this environment has no branch starts
+        raise
+    assert obs == (steps[-1][1] if steps else trajectory[0][3])
+    assert [h["observation"] for h in info.get("history", [])] == [e[1] for e in steps]
 
 
 # -- the properties, default profile (and the same under the long profile, marked fuzz) ----------------------------
