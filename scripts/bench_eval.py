@@ -1,25 +1,37 @@
-"""Benchmark: batched generation across episodes vs one episode at a time, same model, same tasks.
+"""Benchmark the transformers evaluation policy: new settings against old in one run, same model, same episodes.
 
-    python scripts/bench_eval.py --model tiny --episodes 32 --batch-size 16
-    python scripts/bench_eval.py --model tiny --episodes 16 --batch-size 8 --max-turns 8 --episode-cache --uncached
-    python scripts/bench_eval.py --model smollm2 --episodes 8 --batch-size 8 --max-turns 3 --threads 2 --uncached
+    python scripts/bench_eval.py                                   # tiny model, ~1 min
+    python scripts/bench_eval.py --model smollm2 --episodes 8 --batch-size 8 --max-turns 2 --threads 2
+    python scripts/bench_eval.py --model smollm2 --episodes 8 --max-turns 2 --threads 2 --grid --repeats 2
+    python scripts/bench_eval.py --model tiny --episodes 16 --batch-size 8 --sequential --uncached --episode-cache
 
-All runs use greedy decoding on the same episode keys, so they play the same games; the script prints wall time,
-episodes/s, generated tokens/s, prompt tokens computed and reused from a cache, how many episodes had identical
-transcripts to the batched run, and the speed-up ratios. ``--uncached`` adds a run one episode at a time without
-the shared tool-schema prefix cache or the per-episode cache (what a plain ``generate`` loop does);
-``--episode-cache`` adds a batched run without the per-episode cache, to measure what keeping each episode's
-key/value cache between turns saves. Timings exclude model loading. Threads are pinned (``--threads``) because on a
-small shared CPU torch's default thread count can make either side much slower for reasons unrelated to batching.
+Every run is batched (``--batch-size`` episodes in flight) and greedy on the same episode keys, so runs that compute
+the same logits play the same games. ``old`` is float32 with transformers' growing ``DynamicCache`` (what evaluation
+used before); ``new`` is ``--dtype`` (default ``fast``: bfloat16 where the CPU computes it natively, else float32)
+with a preallocated ``StaticCache``. ``--grid`` adds float32 + static and new dtype + dynamic, to tell the two gains
+apart. For each run the script prints wall time, episodes/s, generated tokens/s and prompt tokens computed and
+reused from a cache, how many episodes have transcripts identical to ``old`` (float32 greedy: what bf16 changes),
+and the speed-up of ``new`` over each other run. ``--sequential`` (one episode at a time), ``--uncached`` (one at a
+time, no shared-prefix or episode cache: a plain ``generate`` loop) and ``--episode-cache`` (batched without the
+per-episode cache) add runs with the new dtype and cache, to measure batching and the caches.
+
+On a shared machine wall times drift with the load: ``--repeats N`` runs every setting N times, interleaved, and
+keeps each one's fastest; the load average is printed at the start and the end. Timings exclude model loading and
+one warm-up. Threads are pinned (``--threads``) because on a small shared CPU torch's default thread count can make
+either side much slower for reasons unrelated to the settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _tiny_model(env_id: str, folder: Path) -> Path:
@@ -47,17 +59,29 @@ def _run(policy, env_id: str, episodes: int, batch_size: int, max_turns: int, ou
     return time.perf_counter() - start, load_episodes(out / "episodes.jsonl")
 
 
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", help="tiny (built here), smollm2, or a path / hub name")
     parser.add_argument("--env", default="recoverygym/SupportDesk-v0", help="environment id")
     parser.add_argument("--episodes", type=int, default=32, help="episodes per run (one per heldout task)")
-    parser.add_argument("--batch-size", type=int, default=16, help="episodes in flight in the batched run")
+    parser.add_argument("--batch-size", type=int, default=16, help="episodes in flight in the batched runs")
     parser.add_argument("--max-turns", type=int, default=4, help="turn limit per episode")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="generation budget per turn")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both runs (default: 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for every run (default: 1)")
+    parser.add_argument("--dtype", default="fast",
+                        help="dtype of the new settings: fast (bfloat16 where native, else float32), bfloat16, ...")
+    parser.add_argument("--kv-cache", default="static", choices=("static", "dynamic"),
+                        help="key/value cache of the new settings (the old one is dynamic)")
+    parser.add_argument("--grid", action="store_true",
+                        help="add float32 + new cache and new dtype + dynamic cache (which change does what)")
+    parser.add_argument("--repeats", type=int, default=1, help="run every setting this many times, keep the fastest")
+    parser.add_argument("--sequential", action="store_true", help="add a run one episode at a time (new settings)")
     parser.add_argument("--uncached", action="store_true",
-                        help="add a sequential run without the shared-prefix cache (the naive baseline)")
+                        help="add a run one episode at a time without the shared-prefix or episode cache")
     parser.add_argument("--episode-cache", action="store_true",
                         help="add a batched run without the per-episode key/value cache (recomputes every prompt)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
@@ -66,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from training.evaluation.model_policy import TransformersPolicy
+    from training.models import load_model_and_tokenizer, resolve_dtype
 
     torch.set_num_threads(args.threads)
+    load_start = _load()
+    new_dtype = resolve_dtype(args.dtype, "cpu")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.model == "tiny":
@@ -78,47 +105,68 @@ def main(argv: list[str] | None = None) -> int:
             source, name = smollm2_path(), "SmolLM2-135M-Instruct"
         else:
             source, name = args.model, args.model
-        policy = TransformersPolicy(source, max_new_tokens=args.max_new_tokens, max_batch_size=args.batch_size)
-        _run(policy, args.env, 2, 2, 1, tmp / "warmup")  # first-call overheads out of the timings
-        runs = [("batched", args.batch_size, policy), ("sequential", 1, policy)]
+        model, tokenizer = load_model_and_tokenizer(source, dtype="float32")
+        common = dict(max_new_tokens=args.max_new_tokens, max_batch_size=args.batch_size)
+
+        def policy(dtype, kv_cache, **kw):
+            return TransformersPolicy(model, tokenizer, dtype=dtype, kv_cache=kv_cache, **(common | kw))
+
+        old_label, new_label = "old: float32, dynamic", f"new: {str(new_dtype).removeprefix('torch.')}, {args.kv_cache}"
+        runs = {old_label: (args.batch_size, policy(torch.float32, "dynamic")),
+                new_label: (args.batch_size, policy(new_dtype, args.kv_cache))}
+        if args.grid:
+            other = "dynamic" if args.kv_cache == "static" else "static"
+            runs[f"float32, {args.kv_cache}"] = (args.batch_size, policy(torch.float32, args.kv_cache))
+            runs[f"{str(new_dtype).removeprefix('torch.')}, {other}"] = (args.batch_size, policy(new_dtype, other))
+        fast = runs[new_label][1].model  # later runs with the new dtype share its converted copy
+        if args.sequential:
+            runs["new, sequential"] = (1, TransformersPolicy(fast, tokenizer, kv_cache=args.kv_cache, **common))
         if args.episode_cache:
-            fresh = TransformersPolicy(policy.model, policy.tokenizer, max_new_tokens=args.max_new_tokens,
-                                       max_batch_size=args.batch_size, episode_cache=False)
-            runs.append(("batched, no episode cache", args.batch_size, fresh))
+            runs["new, no episode cache"] = (args.batch_size, TransformersPolicy(
+                fast, tokenizer, kv_cache=args.kv_cache, episode_cache=False, **common))
         if args.uncached:
-            plain = TransformersPolicy(policy.model, policy.tokenizer, max_new_tokens=args.max_new_tokens,
-                                       prefix_cache=False, episode_cache=False)
-            runs.append(("sequential, no caches", 1, plain))
-        rows = {}
-        for label, bs, pol in runs:
-            pol._prefix_kv.clear()  # each run pays for computing the shared prefix once
-            pol.prompt_tokens = [0, 0]
-            wall, eps = _run(pol, args.env, args.episodes, bs, args.max_turns, tmp / label.replace(" ", "_"))
-            tokens = sum(e["generated_tokens"] for e in eps)
-            rows[label] = {"batch_size": bs, "prefix_cache": pol.prefix_cache, "episode_cache": pol.episode_cache,
-                           "wall_s": wall, "episodes": len(eps), "turns": sum(e["turns"] for e in eps),
-                           "tokens": tokens, "episodes_per_s": len(eps) / wall, "tokens_per_s": tokens / wall,
-                           "prompt_tokens_computed": pol.prompt_tokens[0], "prompt_tokens_reused": pol.prompt_tokens[1],
-                           "steps": [e["steps"] for e in eps]}
-    transcripts = {label: [[(s["action"], s["observation"]) for s in steps] for steps in r.pop("steps")]
-                   for label, r in rows.items()}
-    same = {label: sum(a == b for a, b in zip(transcripts["batched"], t, strict=True))
-            for label, t in transcripts.items() if label != "batched"}
+            runs["new, sequential, no caches"] = (1, TransformersPolicy(
+                fast, tokenizer, kv_cache=args.kv_cache, prefix_cache=False, episode_cache=False, **common))
+        warm: set[int] = set()
+        for _, pol in runs.values():  # first-call overheads out of the timings, once per model
+            if id(pol.model) not in warm:
+                warm.add(id(pol.model))
+                _run(pol, args.env, 1, 1, 1, tmp / "warmup")
+        rows: dict[str, dict] = {}
+        for _ in range(args.repeats):
+            for label, (bs, pol) in runs.items():
+                pol._prefix_kv.clear()  # each run pays for computing the shared prefix once
+                pol.prompt_tokens = [0, 0]
+                wall, eps = _run(pol, args.env, args.episodes, bs, args.max_turns, tmp / "run")
+                if label in rows and rows[label]["wall_s"] <= wall:
+                    continue
+                tokens = sum(e["generated_tokens"] for e in eps)
+                rows[label] = {"batch_size": bs, "dtype": str(pol.model.dtype), "kv_cache": pol.kv_cache,
+                               "prefix_cache": pol.prefix_cache, "episode_cache": pol.episode_cache,
+                               "wall_s": wall, "episodes": len(eps), "turns": sum(e["turns"] for e in eps),
+                               "tokens": tokens, "episodes_per_s": len(eps) / wall, "tokens_per_s": tokens / wall,
+                               "prompt_tokens_computed": pol.prompt_tokens[0],
+                               "prompt_tokens_reused": pol.prompt_tokens[1],
+                               "steps": [[(s["action"], s["observation"]) for s in e["steps"]] for e in eps]}
+    transcripts = {label: r.pop("steps") for label, r in rows.items()}
+    same = {label: sum(a == b for a, b in zip(transcripts[old_label], t, strict=True))
+            for label, t in transcripts.items() if label != old_label}
     print(f"model {name} · env {args.env} · {args.episodes} episodes x <= {args.max_turns} turns · "
-          f"{args.max_new_tokens} new tokens/turn · torch {torch.__version__} · {args.threads} thread(s)")
+          f"{args.max_new_tokens} new tokens/turn · torch {torch.__version__} · {args.threads} thread(s) · "
+          f"CPU {torch.backends.cpu.get_cpu_capability()} · {args.repeats} repeat(s), fastest kept · "
+          f"load average {load_start} at the start, {_load()} at the end")
     for label, r in rows.items():
         print(f"  {label:>28} (batch {r['batch_size']:>3}): {r['wall_s']:7.2f} s  {r['episodes_per_s']:6.3f} ep/s  "
               f"{r['tokens_per_s']:8.1f} tok/s  ({r['turns']} turns, {r['tokens']} tokens; prompt tokens computed "
               f"{r['prompt_tokens_computed']:,}, reused {r['prompt_tokens_reused']:,})")
     for label, n in same.items():
-        print(f"  transcripts identical to batched: {label}: {n}/{args.episodes}")
-    ratios = {label: r["wall_s"] / rows["batched"]["wall_s"] for label, r in rows.items() if label != "batched"}
+        print(f"  transcripts identical to float32 + dynamic (old): {label}: {n}/{args.episodes}")
+    ratios = {label: r["wall_s"] / rows[new_label]["wall_s"] for label, r in rows.items() if label != new_label}
     for label, ratio in ratios.items():
-        print(f"  speed-up of batched over {label}: {ratio:.2f}x")
+        print(f"  speed-up of {new_label} over {label}: {ratio:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps({"model": name, "torch": torch.__version__,
-                                         "args": vars(args) | {"json": str(args.json)}, "runs": rows,
-                                         "identical_to_batched": same, "speedup_of_batched": ratios}, indent=2))
+        args.json.write_text(json.dumps({"model": name, "torch": torch.__version__, "args": vars(args) | {
+            "json": str(args.json)}, "runs": rows, "identical_to_old": same, "speedup_of_new": ratios}, indent=2))
     return 0
 
 

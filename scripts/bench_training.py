@@ -1,21 +1,34 @@
-"""Benchmark the GRPO rollout-and-train loop: where does the wall time go?
+"""Benchmark training on this machine: an SFT step in float32 against bf16, and where a GRPO step's time goes.
 
-Builds (or loads) a model, optionally gives it a short supervised warm start so its rollouts make real multi-turn
-tool calls, then runs a few GRPO steps with timers around the environment adapter (reset, tool calls, reward),
-``model.generate`` and the backward pass. Prints episodes/s and generated tokens/s of the rollouts, the step time,
-and the share of wall time in each part; the environment's share should be negligible (under 2%).
+Two parts, each comparing settings in one run (ratios hold on a loaded machine; absolute seconds move with it):
+
+* SFT (``--dtype-steps``): the median-length demonstration of ``--median-of`` training tasks (token count under the
+  model's chat template), trained for that many steps once with ``sft.bf16=false`` (float32) and once with
+  ``sft.bf16=true`` (TRL's mixed precision: float32 weights, bf16 autocast; on a machine without an accelerator with
+  ``sft.use_cpu=true``, which TRL needs for it). The first step of each is not timed.
+* GRPO (``--steps``): optionally after a short supervised warm start (``--sft-steps``) so rollouts make real
+  multi-turn tool calls, a few GRPO steps with the config's settings, timed in parts: generation (``model.generate``),
+  environment (reset, every tool call, the checker), forward (TRL's log-prob forwards, the loss's included),
+  backward, and other (tokenising, parsing, rewards, optimizer). ``--compare`` runs the same steps again with the
+  old settings (float32, transformers' growing cache: ``grpo.bf16=false``, ``grpo.cache_implementation=null``) and
+  prints the ratios. The first step of each is not timed.
 
     python scripts/bench_training.py                                 # tiny model, configs/quickstart.yaml
-    python scripts/bench_training.py --config configs/smollm2.yaml --sft-steps 0 --steps 3
-    python scripts/bench_training.py --json bench.json               # also write the figures as JSON
+    python scripts/bench_training.py --config configs/smollm2.yaml --sft-steps 0 --dtype-steps 3 --steps 2 \\
+        --rollouts 4 --compare --threads 2
+    python scripts/bench_training.py --dtype-steps 0 --json bench.json   # GRPO only; figures also as JSON
 
-Timers wrap attributes of this process's objects only; no TRL code is copied or subclassed.
+SmolLM2 without a warm start rarely calls a tool: its rollouts are one long turn up to
+``grpo.max_completion_length``. Timers wrap attributes of this process's objects only; no TRL code is copied or
+subclassed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -26,20 +39,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.adapter import ToolEnvAdapter  # noqa: E402
 from training.config import load_config  # noqa: E402
-from training.train import _train_stage, build_trainer, prepare_base_model  # noqa: E402
+from training.train import build_trainer, prepare_base_model  # noqa: E402
 
-TIMES: dict[str, float] = defaultdict(float)
+TIMES: dict[str, float] = defaultdict(float)  # exclusive seconds: a timed call inside another is not counted twice
 COUNTS: dict[str, int] = defaultdict(int)
+_STACK: list[list] = []  # [started, seconds of timed calls inside]
+PARTS = ("generate", "env", "forward", "backward")
 
 
 def timed(name: str, function):
     def wrapper(*args, **kwargs):
-        started = time.perf_counter()
+        frame = [time.perf_counter(), 0.0]
+        _STACK.append(frame)
         try:
             return function(*args, **kwargs)
         finally:
-            TIMES[name] += time.perf_counter() - started
+            _STACK.pop()
+            total = time.perf_counter() - frame[0]
+            TIMES[name] += total - frame[1]
             COUNTS[name] += 1
+            if _STACK:
+                _STACK[-1][1] += total
 
     wrapper.__wrapped__ = function
     return wrapper
@@ -47,20 +67,17 @@ def timed(name: str, function):
 
 def instrument_env() -> None:
     """Time everything the adapter runs of the environment: reset, every tool call, the reward (checker)."""
-    ToolEnvAdapter.reset = timed("env", ToolEnvAdapter.reset)
-    ToolEnvAdapter._call = timed("env", ToolEnvAdapter._call)
-    ToolEnvAdapter.get_reward = timed("env", ToolEnvAdapter.get_reward)
+    for name in ("reset", "_call", "get_reward"):
+        function = getattr(ToolEnvAdapter, name)
+        if not hasattr(function, "__wrapped__"):
+            setattr(ToolEnvAdapter, name, timed("env", function))
 
 
 def instrument_trainer(trainer, eos_ids: set[int], pad_id: int) -> None:
-    model = trainer.model
-    generate = model.generate
+    generate = timed("generate", trainer.model.generate)
 
     def counting_generate(*args, **kwargs):
-        started = time.perf_counter()
         out = generate(*args, **kwargs)
-        TIMES["generate"] += time.perf_counter() - started
-        COUNTS["generate"] += 1
         width = kwargs["input_ids"].shape[1] if "input_ids" in kwargs else args[0].shape[1]
         for row in out[:, width:].tolist():
             n = 0
@@ -73,7 +90,8 @@ def instrument_trainer(trainer, eos_ids: set[int], pad_id: int) -> None:
             COUNTS["generated_tokens"] += n
         return out
 
-    model.generate = counting_generate
+    trainer.model.generate = counting_generate
+    trainer._get_per_token_logps_and_entropies = timed("forward", trainer._get_per_token_logps_and_entropies)
     trainer.accelerator.backward = timed("backward", trainer.accelerator.backward)
 
 
@@ -91,7 +109,7 @@ def step_timer():
         def on_step_end(self, args, state, control, **kwargs):
             started, times, counts = self._snapshot
             step = {"wall": time.perf_counter() - started}
-            for key in ("env", "generate", "backward"):
+            for key in PARTS:
                 step[key] = TIMES[key] - times.get(key, 0.0)
             for key in ("generated_tokens", "env"):
                 step[f"n_{key}"] = COUNTS[key] - counts.get(key, 0)
@@ -100,47 +118,81 @@ def step_timer():
     return StepTimer()
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/quickstart.yaml")
-    parser.add_argument("--sft-steps", type=int, default=150, help="supervised warm-start steps (0: none)")
-    parser.add_argument("--steps", type=int, default=6, help="GRPO steps timed (the first is a warm-up)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
-    parser.add_argument("--output-dir", help="run folder (default: a temporary one)")
-    parser.add_argument("--json", help="write the figures here too")
-    args = parser.parse_args(argv)
+def _timed_steps(steps: list[dict]) -> list[dict]:
+    return steps[1:] if len(steps) > 1 else steps  # the first step pays one-off costs
 
-    run_dir = Path(args.output_dir or tempfile.mkdtemp(prefix="bench-training-"))
-    overrides = [
-        f"run.output_dir={run_dir}",
-        f"grpo.max_steps={args.steps}",
-        "grpo.save_strategy=no",
-        "grpo.report_to=[]",
-        *args.overrides,
-    ]
-    if args.sft_steps:
-        overrides += [f"sft.max_steps={args.sft_steps}", "sft.save_strategy=no", "sft.report_to=[]"]
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SFT: float32 against bf16 on the median demonstration
+
+
+def median_demonstration(config, start: str, count: int):
+    """The training demonstration of median token length among the first ``count`` tasks, and that length."""
+    from training.datasets import select_task_seeds, sft_dataset
+    from training.models import load_model_and_tokenizer
+
+    seeds = select_task_seeds(config.env.id, start=0, count=count, max_required_steps=config.data.max_required_steps)
+    data = sft_dataset(config.env.id, seeds, faults=config.env.faults, max_turns=config.env.max_turns,
+                       noise=config.data.sft_noise, noisy_share=config.data.sft_noisy_share,
+                       near_miss=config.data.sft_near_miss, seed=config.run.seed)
+    _, tokenizer = load_model_and_tokenizer(start)
+    lengths = [len(tokenizer.apply_chat_template(row["messages"], tools=json.loads(row["tools"]), tokenize=True,
+                                                 return_dict=False)) for row in data]
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    median = order[len(order) // 2]
+    return data.select([median]), lengths[median], statistics.median(lengths)
+
+
+def bench_sft(args, overrides: list[str], start: str) -> dict:
+    from datasets import concatenate_datasets
+
+    from training.config import _has_accelerator  # noqa: PLC0415 (private: the one place that knows)
+
     config = load_config(args.config, overrides)
-    start = prepare_base_model(config, run_dir)
-    if args.sft_steps:
-        final = run_dir / "sft" / "final"
-        if not final.is_dir():
-            _train_stage("sft", config, start, run_dir, callbacks=[])
-        start = str(final)
+    one, tokens, median = median_demonstration(config, start, args.median_of)
+    data = concatenate_datasets([one] * args.dtype_steps)
+    settings = {"float32": ["sft.bf16=false"],
+                "bf16 (autocast)": ["sft.bf16=true"] + ([] if _has_accelerator() else ["sft.use_cpu=true"])}
+    runs = {}
+    for label, sets in settings.items():
+        config = load_config(args.config, [*overrides, f"sft.max_steps={args.dtype_steps}", *sets])
+        timer = step_timer()
+        trainer = build_trainer("sft", config, start, callbacks=[timer], data=data)
+        trainer.train()
+        steps = _timed_steps(timer.steps)
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        runs[label] = {"step_s": sum(s["wall"] for s in steps) / len(steps), "timed_steps": len(steps),
+                       "losses": losses, "device": str(trainer.accelerator.device)}
+        del trainer
+    first, second = runs.values()
+    return {"demonstration_tokens": tokens, "median_of": args.median_of, "median_tokens": median, "runs": runs,
+            "speedup_bf16": first["step_s"] / second["step_s"]}
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# GRPO: a step broken down
+
+
+def bench_grpo(args, overrides: list[str], start: str, label: str) -> dict:
+    config = load_config(args.config, overrides)
     instrument_env()
     timer = step_timer()
     trainer = build_trainer("grpo", config, start, callbacks=[timer])
-    tokenizer = trainer.processing_class
-    instrument_trainer(trainer, set(trainer.eos_token_ids), tokenizer.pad_token_id)
+    instrument_trainer(trainer, set(trainer.eos_token_ids), trainer.processing_class.pad_token_id)
     trainer.train()
-
-    steps = timer.steps[1:] if len(timer.steps) > 1 else timer.steps  # the first step pays one-off costs
+    steps = _timed_steps(timer.steps)
     wall = sum(s["wall"] for s in steps)
-    env, gen, back = (sum(s[k] for s in steps) for k in ("env", "generate", "backward"))
+    env, gen, forward, back = (sum(s[k] for s in steps) for k in ("env", "generate", "forward", "backward"))
     episodes = len(steps) * trainer.args.generation_batch_size // trainer.args.steps_per_generation
     tokens = sum(s["n_generated_tokens"] for s in steps)
     figures = {
+        "settings": label,
+        "bf16": trainer.args.bf16,
+        "cache_implementation": trainer.args.cache_implementation,
         "config": args.config,
         "model": config.model.name_or_path,
         "env": config.env.id,
@@ -150,29 +202,111 @@ def main(argv=None) -> int:
         "step_time_s": wall / len(steps),
         "episodes_per_s": episodes / (gen + env) if gen + env else 0.0,
         "episodes_per_s_overall": episodes / wall,
+        "generated_tokens_per_step": tokens / len(steps),
         "generated_tokens_per_s": tokens / gen if gen else 0.0,
         "tool_calls_per_episode": sum(s["n_env"] for s in steps) / max(1, episodes) - 2,  # minus reset, reward
+        "seconds_generate": gen / len(steps),
+        "seconds_env": env / len(steps),
+        "seconds_forward": forward / len(steps),
+        "seconds_backward": back / len(steps),
         "share_env": env / wall,
         "share_generate": gen / wall,
+        "share_forward": forward / wall,
         "share_backward": back / wall,
-        "share_other": 1 - (env + gen + back) / wall,
+        "share_other": 1 - (env + gen + forward + back) / wall,
     }
-    print(
-        f"\nGRPO loop on {figures['device']}: {config.env.id}, model {config.model.name_or_path}, "
-        f"{figures['rollouts_per_step']} rollouts/step, {len(steps)} timed steps"
-    )
-    print(f"  step time            {figures['step_time_s']:.2f} s")
-    print(
-        f"  episodes/s           {figures['episodes_per_s']:.2f} (rollout phase), "
-        f"{figures['episodes_per_s_overall']:.2f} (whole loop)"
-    )
-    print(f"  generated tokens/s   {figures['generated_tokens_per_s']:.0f}")
-    print(f"  tool calls/episode   {figures['tool_calls_per_episode']:.1f}")
-    print(
-        f"  wall-time share      env {figures['share_env']:.2%} | generation {figures['share_generate']:.1%} | "
-        f"backward {figures['share_backward']:.1%} | other (logprob forwards, tokenising, optimizer) "
-        f"{figures['share_other']:.1%}"
-    )
+    del trainer
+    return figures
+
+
+def _print_grpo(f: dict) -> None:
+    print(f"\nGRPO loop on {f['device']}: {f['env']}, model {f['model']}, {f['rollouts_per_step']} rollouts/step, "
+          f"{f['timed_steps']} timed steps; {f['settings']} (bf16={f['bf16']}, "
+          f"cache_implementation={f['cache_implementation']})")
+    print(f"  step time            {f['step_time_s']:.2f} s")
+    print(f"  episodes/s           {f['episodes_per_s']:.2f} (rollout phase), {f['episodes_per_s_overall']:.2f} "
+          "(whole loop)")
+    print(f"  generated tokens/s   {f['generated_tokens_per_s']:.0f} ({f['generated_tokens_per_step']:.0f} a step)")
+    print(f"  tool calls/episode   {f['tool_calls_per_episode']:.1f}")
+    print(f"  seconds a step       generation {f['seconds_generate']:.2f} | env {f['seconds_env']:.3f} | forward "
+          f"{f['seconds_forward']:.2f} | backward {f['seconds_backward']:.2f} | other "
+          f"{f['step_time_s'] * f['share_other']:.2f}")
+    print(f"  wall-time share      env {f['share_env']:.2%} | generation {f['share_generate']:.1%} | forward "
+          f"(log-probs, loss) {f['share_forward']:.1%} | backward {f['share_backward']:.1%} | other (tokenising, "
+          f"parsing, rewards, optimizer) {f['share_other']:.1%}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/quickstart.yaml", help="experiment YAML")
+    parser.add_argument("--sft-steps", type=int, default=150,
+                        help="supervised warm-start steps before the GRPO part (0: none)")
+    parser.add_argument("--steps", type=int, default=6, help="GRPO steps per setting (the first is not timed; 0: "
+                        "no GRPO part)")
+    parser.add_argument("--rollouts", type=int, default=None,
+                        help="rollouts per GRPO step: one task's group (num_generations = batch size); default: "
+                        "the config's")
+    parser.add_argument("--compare", action="store_true",
+                        help="run the GRPO steps again with the old settings (float32, dynamic cache)")
+    parser.add_argument("--dtype-steps", type=int, default=3,
+                        help="SFT steps on the median demonstration, in float32 and in bf16 (the first of each is "
+                        "not timed; 0: no SFT part)")
+    parser.add_argument("--median-of", type=int, default=16, help="training tasks whose median demonstration is used")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override; repeatable")
+    parser.add_argument("--output-dir", help="run folder (default: a temporary one)")
+    parser.add_argument("--json", help="write the figures here too")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    load_start = _load()
+    run_dir = Path(args.output_dir or tempfile.mkdtemp(prefix="bench-training-"))
+    common = [f"run.output_dir={run_dir}", "sft.save_strategy=no", "sft.report_to=[]", "grpo.save_strategy=no",
+              "grpo.report_to=[]", *args.overrides]
+    config = load_config(args.config, common)
+    start = prepare_base_model(config, run_dir)
+    figures: dict = {}
+    if args.dtype_steps:
+        sft = bench_sft(args, common, start)
+        figures["sft_dtype"] = sft
+        print(f"\nSFT step on the median demonstration ({sft['demonstration_tokens']:,} tokens; median of "
+              f"{sft['median_of']} tasks {sft['median_tokens']:,.0f}), {args.dtype_steps} steps each, the first "
+              "not timed:")
+        for label, r in sft["runs"].items():
+            print(f"  {label:>16}: {r['step_s']:6.2f} s a step on {r['device']} (losses "
+                  f"{', '.join(f'{x:.3f}' for x in r['losses'])})")
+        print(f"  speed-up of bf16 over float32: {sft['speedup_bf16']:.2f}x")
+    if args.steps:
+        grpo = [f"grpo.max_steps={args.steps}"]
+        if args.rollouts:
+            grpo += [f"grpo.num_generations={args.rollouts}", f"grpo.per_device_train_batch_size={args.rollouts}",
+                     "grpo.gradient_accumulation_steps=1"]
+        if args.sft_steps:
+            final = run_dir / "sft" / "final"
+            if not final.is_dir():
+                from training.train import _train_stage  # noqa: PLC0415 (the run's own stage, resumable)
+
+                warm = load_config(args.config, [*common, f"sft.max_steps={args.sft_steps}"])
+                _train_stage("sft", warm, start, run_dir, callbacks=[])
+            start = str(final)
+        new = bench_grpo(args, [*common, *grpo], start, "config's settings")
+        figures.update(new)
+        _print_grpo(new)
+        if args.compare:
+            old = bench_grpo(args, [*common, *grpo, "grpo.bf16=false", "grpo.cache_implementation=null"], start,
+                             "old settings")
+            figures["grpo_old"] = old
+            _print_grpo(old)
+            ratio = {k: old[f"seconds_{k}"] / new[f"seconds_{k}"] for k in PARTS if new[f"seconds_{k}"]}
+            ratio["step"] = old["step_time_s"] / new["step_time_s"]
+            figures["grpo_speedup"] = ratio
+            print("  speed-up of the config's settings over the old: "
+                  + " | ".join(f"{k} {v:.2f}x" for k, v in ratio.items()))
+    figures["load_average"] = {"start": load_start, "end": _load()}
+    print(f"\nload average {load_start} at the start, {_load()} at the end")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0

@@ -31,6 +31,24 @@ def tiny(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
+class _AlwaysCalls:
+    """A random tiny model never calls a tool, and a turn without a call ends the episode: this wrapper appends a
+    (wrong-argument) tool call to each generated action, so episodes run several turns and the caches are reused."""
+
+    def __init__(self, policy):
+        self.policy, self.name = policy, policy.name
+
+    def config(self):
+        return {"always_calls": self.policy.config()}
+
+    def act(self, episodes):
+        from training.evaluation.episode import Action
+
+        call = '<tool_call>{"name": "lookup_customer", "arguments": {}}</tool_call>'
+        return [Action(a.text.replace("<tool_call>", "").replace("</tool_call>", "") + call, tokens=a.tokens)
+                for a in self.policy.act(episodes)]
+
+
 def _config(batch_size, **kw):
     return EvalConfig(**({"env_ids": (SUPPORT,), "fault_kinds": ("none",), "tasks": 3, "samples": 2,
                           "max_turns": 3, "batch_size": batch_size} | kw))
@@ -84,8 +102,8 @@ def test_episode_cache_changes_nothing_but_the_work(tiny, tmp_path):
     kept = TransformersPolicy(model, tokenizer, max_new_tokens=12)
     fresh = TransformersPolicy(model, tokenizer, max_new_tokens=12, episode_cache=False)
     config = _config(batch_size=4, max_turns=5, fault_kinds=("none", "all"), fault_rate=0.5)
-    run_eval(kept, config, tmp_path / "kept", progress=False)
-    run_eval(fresh, config, tmp_path / "fresh", progress=False)
+    run_eval(_AlwaysCalls(kept), config, tmp_path / "kept", progress=False)
+    run_eval(_AlwaysCalls(fresh), config, tmp_path / "fresh", progress=False)
     steps = [[s["action"] for s in ep["steps"]] for ep in load_episodes(tmp_path / "kept" / "episodes.jsonl")]
     assert steps == [[s["action"] for s in ep["steps"]] for ep in load_episodes(tmp_path / "fresh" / "episodes.jsonl")]
     assert sum(kept.prompt_tokens) == sum(fresh.prompt_tokens)  # the same prompts ...
@@ -98,10 +116,10 @@ def test_a_model_whose_cache_cannot_be_sliced_recomputes_everything(tiny, tmp_pa
     model, tokenizer = tiny
     config = _config(batch_size=4, max_turns=3)
     reference = TransformersPolicy(model, tokenizer, max_new_tokens=12)
-    run_eval(reference, config, tmp_path / "reference", progress=False)
+    run_eval(_AlwaysCalls(reference), config, tmp_path / "reference", progress=False)
     monkeypatch.setattr(model_policy, "_plain", lambda cache: False)  # as for sliding-window cache layers
     fallback = TransformersPolicy(model, tokenizer, max_new_tokens=12)
-    run_eval(fallback, config, tmp_path / "fallback", progress=False)
+    run_eval(_AlwaysCalls(fallback), config, tmp_path / "fallback", progress=False)
     assert fallback.prompt_tokens[1] == 0 and fallback.prompt_tokens[0] == sum(reference.prompt_tokens)
     steps = [[s["action"] for s in ep["steps"]] for ep in load_episodes(tmp_path / "fallback" / "episodes.jsonl")]
     assert steps == [[s["action"] for s in ep["steps"]]
@@ -159,3 +177,59 @@ def test_wrappers_run_around_the_model(tiny, tmp_path):
 ])
 def test_policy_names_tell_checkpoints_apart(source, name):
     assert policy_name(source) == name
+
+
+@pytest.mark.parametrize("episode_cache", [True, False])
+def test_static_cache_plays_the_same_greedy_episodes_as_the_dynamic_one(tiny, tmp_path, episode_cache):
+    model, tokenizer = tiny
+    config = _config(batch_size=4, max_turns=4, fault_kinds=("none", "all"), fault_rate=0.5)
+    runs = {}
+    for kv_cache in ("static", "dynamic"):
+        policy = TransformersPolicy(model, tokenizer, max_new_tokens=12, kv_cache=kv_cache, episode_cache=episode_cache)
+        run_eval(_AlwaysCalls(policy), config, tmp_path / kv_cache, progress=False)
+        runs[kv_cache] = [[(s["action"], s["tokens"]) for s in ep["steps"]]
+                          for ep in load_episodes(tmp_path / kv_cache / "episodes.jsonl")]
+        assert policy.config()["kv_cache"] == kv_cache
+    assert runs["static"] == runs["dynamic"]
+    assert {len(steps) for steps in runs["static"]} == {4}  # every episode ran to the turn limit on kept caches
+
+
+def test_static_cache_is_what_generate_writes_into(tiny, monkeypatch):
+    import transformers
+
+    model, tokenizer = tiny
+    seen = []
+    generate = model.generate
+
+    def spy(*args, **kwargs):
+        seen.append(type(kwargs.get("cache", kwargs.get("past_key_values"))).__name__)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    env = gymnasium.make(SUPPORT)
+    prompt, info = env.reset(seed=0, options={"task_seed": 0})
+    from training.evaluation.episode import Episode
+
+    for kv_cache in ("static", "dynamic"):
+        policy = TransformersPolicy(model, tokenizer, max_new_tokens=4, kv_cache=kv_cache)
+        policy.act([Episode(env=env, prompt=prompt, info=info, rng=None)])
+    assert seen == [transformers.StaticCache.__name__, transformers.DynamicCache.__name__]
+
+
+def test_unknown_kv_cache_is_refused(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="kv_cache='paged'"):
+        TransformersPolicy(model, tokenizer, kv_cache="paged")
+
+
+def test_dtype_of_a_loaded_model_gives_a_converted_copy(tiny, monkeypatch):
+    import training.models as models
+
+    model, tokenizer = tiny
+    policy = TransformersPolicy(model, tokenizer, dtype="bfloat16")
+    assert policy.model.dtype == torch.bfloat16 and model.dtype == torch.float32  # the caller's model is untouched
+    assert TransformersPolicy(model, tokenizer, dtype="float32").model is model
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: False)  # a CPU without native bf16: float32 is faster
+    assert TransformersPolicy(model, tokenizer, dtype="fast").model is model
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: True)
+    assert TransformersPolicy(model, tokenizer, dtype="fast").model.dtype == torch.bfloat16

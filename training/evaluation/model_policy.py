@@ -17,7 +17,7 @@ from typing import Any
 
 from training.evaluation.episode import Action, Episode
 
-__all__ = ["TransformersPolicy", "policy_name"]
+__all__ = ["KV_CACHES", "TransformersPolicy", "policy_name"]
 
 # Folder names that say nothing on their own: a checkpoint is named with the folders above it.
 _GENERIC = re.compile(r"final|checkpoint-\d+|sft|grpo|base-model")
@@ -39,6 +39,7 @@ STOP = "</tool_call>"
 _SENTINEL = "RECOVERYGYM-PROMPT-SENTINEL"
 _MIN_PREFIX = 16  # shorter shared prefixes are not worth a cache
 _KV = "transformers_kv"  # the key of an episode's kept key/value cache in ``Episode.scratch``
+KV_CACHES = ("static", "dynamic")
 
 
 def _cache_name() -> str:
@@ -80,8 +81,17 @@ class TransformersPolicy:
         name: Label in results; defaults to the folder or hub name.
         prefix_cache: Reuse the key/value cache of the tool-schema prefix (see above); False recomputes it.
         episode_cache: Keep each in-flight episode's key/value cache between turns (see above; memory: one cache
-            per episode in flight, e.g. ~46 KB per token for SmolLM2-135M in float32). Used only with a model
-            whose cache layers are plain full-attention layers; others recompute.
+            per episode in flight, e.g. ~46 KB per token for SmolLM2-135M in float32, half that in bfloat16). Used
+            only with a model whose cache layers are plain full-attention layers; others recompute.
+        kv_cache: ``"static"`` (default): each turn's batch cache is allocated once at its final length
+            (``transformers.StaticCache``) and written in place; ``"dynamic"``: ``DynamicCache``, which grows by
+            concatenation and copies the whole cache at every generated token (at batch 16 and a 2,600-token
+            context most of a decoding step on a CPU). Same tokens either way (greedy, float32); the figures are
+            in ``scripts/bench_eval.py``.
+
+    ``dtype`` also applies to a loaded ``model``: a model of another dtype is evaluated as a converted copy (the
+    caller's model is left as it is), so a float32 training model can be evaluated in bfloat16. ``"fast"`` means
+    bfloat16 where the hardware computes it natively (``training.models.fast_dtype``), else float32.
     """
 
     def __init__(
@@ -99,9 +109,12 @@ class TransformersPolicy:
         name: str | None = None,
         prefix_cache: bool = True,
         episode_cache: bool = True,
+        kv_cache: str = "static",
     ):
         import torch
 
+        if kv_cache not in KV_CACHES:
+            raise ValueError(f"kv_cache={kv_cache!r}: use one of {list(KV_CACHES)}")
         if isinstance(model, (str, os.PathLike)):
             from training.models import load_model_and_tokenizer
 
@@ -111,6 +124,7 @@ class TransformersPolicy:
             if tokenizer is None:
                 raise ValueError("TransformersPolicy got a model object without its tokenizer; pass tokenizer=")
             self.source = getattr(model, "name_or_path", type(model).__name__)
+            model = _as_dtype(model, dtype)
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
         self.model = model.eval()
@@ -129,6 +143,7 @@ class TransformersPolicy:
         self.prompt_tokens = [0, 0]  # prompt tokens [computed, reused from a cache], over all calls
         self.prefix_cache = prefix_cache
         self.episode_cache = episode_cache
+        self.kv_cache = kv_cache
         self._heads: dict[str, list[int]] = {}
         self._prefix_kv: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()
         self._plain_layers: bool | None = None  # whether the model's cache layers can be sliced and joined
@@ -147,6 +162,7 @@ class TransformersPolicy:
             "dtype": str(self.model.dtype),
             "prefix_cache": self.prefix_cache,
             "episode_cache": self.episode_cache,
+            "kv_cache": self.kv_cache,
         }
 
     def render(self, episode: Episode) -> str:
@@ -238,14 +254,19 @@ class TransformersPolicy:
             mask.append([0] * (cached - n) + [1] * n + [0] * gap + [1] * (len(r) - n))
         device = self.model.device
         sampling = self.temperature > 0
-        kwargs: dict[str, Any] = {"do_sample": sampling}
+        # disable_compile: a static cache would otherwise make generate() compile the model on a GPU, again for
+        # every new cache length (each turn has its own)
+        kwargs: dict[str, Any] = {"do_sample": sampling, "disable_compile": True}
         if sampling:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         keep = self.episode_cache and self._plain_layers is not False
+        total = cached + width + self.max_new_tokens
         if cached or keep:
-            kwargs[self._cache_name] = _join(known, cached) if cached else _empty_cache(self.model.config)
+            kwargs[self._cache_name] = self._batch_cache(known, cached, len(rows), total)
+        elif self.kv_cache == "static":
+            kwargs["cache_implementation"] = "static"
         with torch.inference_mode():
             generated = self.model.generate(
                 input_ids=torch.tensor(ids, device=device),
@@ -266,7 +287,7 @@ class TransformersPolicy:
             if self._plain_layers:
                 layers = _layers(cache)
                 fed = len(new[0]) - 1 if new else 0  # the last generated token was never fed back
-                fed = min(fed, layers[0][0].shape[2] - cached - width)  # whatever generate() chose to feed
+                fed = min(fed, int(cache.get_seq_length()) - cached - width)  # whatever generate() chose to feed
                 for i, (r, (n, _), action) in enumerate(zip(rows, known, actions, strict=True)):
                     k = min(action.tokens, fed)
                     where = [*range(cached - n, cached), *range(cached + width - (len(r) - n), cached + width),
@@ -276,6 +297,19 @@ class TransformersPolicy:
                         r + new[i][:k], [(kv[0][i : i + 1].index_select(2, index),
                                           kv[1][i : i + 1].index_select(2, index)) for kv in layers])
         return actions
+
+    def _batch_cache(self, known: list[tuple[int, _Prefix | None]], cached: int, rows: int, total: int):
+        """The cache ``generate`` starts from: row i's known prefix right-aligned in the first ``cached`` positions;
+        static caches have room for ``total`` positions."""
+        from transformers import DynamicCache, StaticCache
+
+        layers = _join(known, cached) if cached else []
+        if self.kv_cache == "dynamic":
+            return DynamicCache(ddp_cache_data=layers) if layers else DynamicCache(config=self.model.config)
+        cache = StaticCache(config=self.model.config, max_cache_len=total)
+        for index, (keys, values) in enumerate(layers):  # allocates each layer at ``total`` and copies the prefix in
+            cache.update(keys, values, index)
+        return cache
 
     def _decode(self, ids: list[int]) -> Action:
         tok = self.tokenizer
@@ -312,22 +346,17 @@ def _layers(cache) -> list[tuple[Any, Any]]:
 
 
 def _plain(cache) -> bool:
-    """Whether every layer of ``cache`` is a plain full-attention ``DynamicLayer`` (sliced and joined safely)."""
-    from transformers.cache_utils import DynamicLayer
+    """Whether every layer of ``cache`` is a plain full-attention layer (``DynamicLayer`` or ``StaticLayer``, not a
+    sliding-window or quantized one), whose positions can be sliced and joined safely."""
+    from transformers.cache_utils import DynamicLayer, StaticLayer
 
-    return bool(getattr(cache, "layers", None)) and all(type(layer) is DynamicLayer for layer in cache.layers)
-
-
-def _empty_cache(config):
-    from transformers import DynamicCache
-
-    return DynamicCache(config=config)  # the model's own layer types, so that _plain can tell
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) in (DynamicLayer, StaticLayer) for layer in layers)
 
 
-def _join(known: list[tuple[int, _Prefix | None]], width: int):
-    """A batch cache of ``width`` positions: row i holds its known prefix right-aligned after zero padding."""
-    from transformers import DynamicCache
-
+def _join(known: list[tuple[int, _Prefix | None]], width: int) -> list[tuple[Any, Any]]:
+    """Per layer, batch key and value tensors of ``width`` positions: row i holds its known prefix right-aligned
+    after zero padding."""
     some = next(p for _, p in known if p is not None)
     layers = []
     for layer, (k0, v0) in enumerate(some.layers):
@@ -338,4 +367,16 @@ def _join(known: list[tuple[int, _Prefix | None]], width: int):
                 keys[i, :, width - n :] = prefix.layers[layer][0][0, :, :n]
                 values[i, :, width - n :] = prefix.layers[layer][1][0, :, :n]
         layers.append((keys, values))
-    return DynamicCache(ddp_cache_data=layers)
+    return layers
+
+
+def _as_dtype(model, dtype: Any):
+    """``model`` itself when ``dtype`` is None or already its dtype, else a copy converted to ``dtype``."""
+    if dtype is None or dtype == "auto":
+        return model
+    import copy
+
+    from training.models import resolve_dtype
+
+    target = resolve_dtype(dtype, device=model.device)
+    return model if target == model.dtype else copy.deepcopy(model).to(target)
