@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sft-steps", type=int, default=0,
                         help="a short supervised warm start first (in-process, as the quick start's), so that the "
                              "model writes tool calls the server then runs; 0 starts GRPO from the untrained model")
-    parser.add_argument("--start", help="start GRPO from this checkpoint folder instead (e.g. the sft-final folder "
-                                            "an earlier --sft-steps run saved in --output-dir)")
+    parser.add_argument("--start", help="start from this checkpoint folder instead of the base model (e.g. the "
+                                            "sft-final folder an earlier --sft-steps run saved in --output-dir)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="config override as in recoverygym train, e.g. --set grpo.num_generations=4")
     args = parser.parse_args(argv)
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(config.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     start = args.start or prepare_base_model(config, run_dir)
-    if args.sft_steps and not args.start:
+    if args.sft_steps:
         print(f"SFT warm start, {args.sft_steps} steps (in-process) ...", flush=True)
         sft = build_trainer("sft", config, start)
         sft.train()
