@@ -115,8 +115,9 @@ def test_the_reference_replayed_by_a_stub_endpoint_scores_what_it_scores_locally
         components = {k: v for k, v in output["metrics"].items() if k.startswith("component_")}
         assert components and set(components.values()) == {1.0}
     assert results["metadata"]["avg_reward"] == 1.0
-    assert [t.name for t in results["metadata"]["tools"] or env.tool_defs] == [
-        s["function"]["name"] for s in gymnasium.make(env_id).unwrapped.tool_schemas()]
+    schemas = sorted(gymnasium.make(env_id).unwrapped.tool_schemas(), key=lambda s: s["function"]["name"])
+    assert [(t.name, t.parameters) for t in env.tool_defs] == [
+        (s["function"]["name"], s["function"]["parameters"]) for s in schemas]  # as TRL renders them: by name
 
 
 def test_a_model_that_only_talks_scores_zero_and_a_rejected_call_costs_a_turn():

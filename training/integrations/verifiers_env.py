@@ -1,8 +1,8 @@
 """A recoverygym environment as a verifiers environment: ``load_environment(env_id, split, faults, ...)``.
 
-The result is a verifiers ``MultiTurnEnv`` (the classic ``vf.Environment`` API that ``vf-eval``, ``env.evaluate``
-and prime-rl's environment workers drive) whose tools are the environment's own: ``tool_defs`` are
-``env.tool_schemas()`` unchanged, and every tool call the model makes becomes one ``env.step`` of a Gymnasium
+The result is a verifiers ``MultiTurnEnv`` (the classic ``vf.Environment`` API that ``env.evaluate`` and prime-rl's
+environment workers drive) whose tools are the environment's own: ``tool_defs`` are ``env.tool_schemas()``
+unchanged (in TRL's order, by name), and every tool call the model makes becomes one ``env.step`` of a Gymnasium
 environment private to the rollout, as in ``recoverygym eval``. Calls the environment rejects (an unknown tool, a
 wrong argument, arguments that are not JSON) get the environment's own error observation and cost a turn. The
 rollout ends when the environment ends the episode (its finishing tool or its turn limit) or when the model replies
@@ -108,8 +108,10 @@ class RecoveryGymEnv(vf.MultiTurnEnv):
             raise ValueError(f"num_tasks must be at least 1, got {num_tasks}")
         self.gym_id, self.split, self.faults, self.gym_max_turns = gym_id, split, dict(faults), max_turns
         probe = self._make()
+        # by name, the order TRL renders an environment_factory's tools in: a model sees the prompt it was trained on
+        schemas = sorted(probe.unwrapped.tool_schemas(), key=lambda schema: schema["function"]["name"])
         tool_defs = [vf.Tool(name=s["function"]["name"], description=s["function"]["description"],
-                             parameters=s["function"]["parameters"]) for s in probe.unwrapped.tool_schemas()]
+                             parameters=s["function"]["parameters"]) for s in schemas]
         rows = []
         for i, task_seed in enumerate(range(first_task, first_task + num_tasks)):
             options = {"task_seed": task_seed, "split": split, "seed": seed + i}
