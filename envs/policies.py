@@ -1,7 +1,9 @@
 """Scripted policies that act on any recoverygym environment: baselines and demonstration writers.
 
-Each has ``reset(seed)`` and ``act(env, observation) -> str`` (the action text). The reference policies read the
+Each has ``reset(seed)`` and ``act(env, observation, rng=None) -> str`` (the action text); a policy that draws
+randomness draws it from ``rng`` when given one, else from its own generator. The reference policies read the
 environment's privileged state through ``env.unwrapped``; they are baselines and teachers, not agents.
+``training.evaluation.policies`` runs these same policies on its batch interface.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class ReferencePolicy:
     def reset(self, seed: int | None = None) -> None:
         pass
 
-    def act(self, env: Any, observation: str) -> str:
+    def act(self, env: Any, observation: str, rng: np.random.Generator | None = None) -> str:
         return env.unwrapped.reference_action()
 
 
@@ -133,33 +135,49 @@ class NoisyReferencePolicy(ReferencePolicy):
     from (its plan is recomputed from the state the mistake left).
 
     A mistake is a near miss (``near_miss_call``: the reference's own call with one argument wrong) with probability
-    ``near_miss``, otherwise a random tool call (``random_call``).
+    ``near_miss``, otherwise a random tool call (``random_call``). This is the one definition of the noisy policy:
+    the warm start's demonstrations and the evaluation baselines (``noisy-reference``, ``near-miss-reference``) both
+    use it. Randomness comes from ``rng`` when ``act`` is given one (the evaluation passes each episode's own, so an
+    episode's actions do not depend on the episodes played before it), otherwise from the policy's own generator,
+    seeded by ``reset(seed)``; the draws are the same either way.
     """
 
-    def __init__(self, p: float = 0.1, seed: int | None = None, near_miss: float = 0.0):
+    def __init__(self, p: float = 0.2, seed: int | None = None, near_miss: float = 0.0):
         if not 0.0 <= p <= 1.0 or not 0.0 <= near_miss <= 1.0:
-            raise ValueError(f"p and near_miss must be in [0, 1], got {p!r} and {near_miss!r}")
+            raise ValueError(f"noisy reference: p and near_miss are probabilities in [0, 1], got {p!r} and "
+                             f"{near_miss!r}")
         self.p, self.near_miss = p, near_miss
-        self.name = f"noisy-{p:g}" + (f"-near{near_miss:g}" if near_miss else "")
+        if near_miss == 1.0:
+            self.name = f"near-miss-reference-{p:g}"
+        else:
+            self.name = f"noisy-reference-{p:g}" + (f"-near{near_miss:g}" if near_miss else "")
         self.reset(seed)
 
     def reset(self, seed: int | None = None) -> None:
         self.rng = np.random.default_rng(seed)
 
-    def act(self, env: Any, observation: str) -> str:
-        if self.rng.random() < self.p:
-            if self.near_miss and self.rng.random() < self.near_miss:
-                return near_miss_call(env, observation, self.rng)
-            return random_call(env, observation, self.rng)
+    def act(self, env: Any, observation: str, rng: np.random.Generator | None = None) -> str:
+        rng = self.rng if rng is None else rng
+        if rng.random() < self.p:
+            if self.near_miss and rng.random() < self.near_miss:
+                return near_miss_call(env, observation, rng)
+            return random_call(env, observation, rng)
         return env.unwrapped.reference_action()
 
 
-class RandomPolicy(NoisyReferencePolicy):
-    """Random tool calls only (a floor that any learned policy must beat)."""
+class RandomPolicy(ReferencePolicy):
+    """Random tool calls only (``random_call``): a floor that any learned policy must beat."""
+
+    name = "random"
 
     def __init__(self, seed: int | None = None):
-        super().__init__(1.0, seed)
-        self.name = "random"
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, env: Any, observation: str, rng: np.random.Generator | None = None) -> str:
+        return random_call(env, observation, self.rng if rng is None else rng)
 
 
 class DoNothingPolicy(ReferencePolicy):
@@ -167,7 +185,7 @@ class DoNothingPolicy(ReferencePolicy):
 
     name = "do-nothing"
 
-    def act(self, env: Any, observation: str) -> str:
+    def act(self, env: Any, observation: str, rng: np.random.Generator | None = None) -> str:
         finish = next(s for s in env.unwrapped.tool_specs().values() if s.finish)
         arguments = {p.name: _random_value(p.schema, np.random.default_rng(0), ["done"]) for p in finish.params
                      if p.required}

@@ -41,6 +41,7 @@ class _StopsAfter(ReferencePolicy):
     """The reference policy, but the user presses Ctrl-C on the ``stop_at``-th batch of actions."""
 
     def __init__(self, stop_at):
+        super().__init__()
         self.calls, self.stop_at = 0, stop_at
 
     def act(self, episodes):

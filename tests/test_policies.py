@@ -62,5 +62,35 @@ def test_noisy_policy_with_near_misses_makes_mistakes_and_mostly_recovers(env_id
             rejected += observation.startswith("error")
             done = terminated or truncated
         solved += reward >= 1.0
-    assert policy.name == "noisy-0.3-near1"
+    assert policy.name == "near-miss-reference-0.3"
     assert rejected >= 10 and solved >= 24
+
+
+@pytest.mark.parametrize("near_miss", [0.0, 0.5])
+def test_demonstrations_and_evaluation_run_one_noisy_policy(near_miss):
+    """The evaluation's noisy baseline is envs.policies' policy on the batch interface, not a second definition: given
+    the same generator it makes the same mistakes at the same steps as the policy the demonstrations use, and both
+    have the same default rate and name."""
+    from training.evaluation.episode import Episode, Turn
+    from training.evaluation.policies import NoisyReferencePolicy as EvalNoisy
+
+    assert EvalNoisy().name == NoisyReferencePolicy().name == "noisy-reference-0.2"
+    own, batch = NoisyReferencePolicy(0.4, near_miss=near_miss), EvalNoisy(0.4, near_miss=near_miss)
+    env_a, env_b = gymnasium.make("recoverygym/SupportDesk-v0"), gymnasium.make("recoverygym/SupportDesk-v0")
+    actions = required = 0
+    for k in range(4):
+        own.reset(seed=k)
+        observation, info = env_a.reset(seed=k, options={"task_seed": k})
+        env_b.reset(seed=k, options={"task_seed": k})
+        episode = Episode(env=env_b, prompt=observation, info=info, rng=np.random.default_rng(k))
+        required += info["required_steps"]
+        done = False
+        while not done:
+            a, b = own.act(env_a, observation), batch.act([episode])[0].text
+            assert a == b
+            actions += 1
+            observation, _, terminated, truncated, _ = env_a.step(a)
+            env_b.step(b)
+            episode.history.append(Turn(actions, b, observation, None, False, True))
+            done = terminated or truncated
+    assert actions > required  # it made mistakes (which cost turns) and the two made the same ones

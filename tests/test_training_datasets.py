@@ -69,7 +69,7 @@ def test_task_filter_keeps_only_short_tasks_and_counts_kept_ones(env_id):
 
 def test_near_miss_demonstrations_show_a_rejected_argument_then_the_right_call():
     data = sft_dataset("recoverygym/SupportDesk-v0", list(range(20)), noise=0.3, noisy_share=1.0, near_miss=1.0)
-    assert set(data["policy"]) == {"noisy-0.3-near1"}
+    assert set(data["policy"]) == {"near-miss-reference-0.3"}
     corrected = 0
     for messages in data["messages"]:
         pairs = zip(messages[1:-1:2], messages[2:-1:2], strict=True)

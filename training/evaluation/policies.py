@@ -3,9 +3,10 @@
 Model policies live in ``model_policy.py`` (transformers, imported lazily) and ``openai_policy.py`` (any
 OpenAI-compatible chat endpoint). ``cli.make_policy(spec)`` builds any of them from a command-line string.
 
-The scripted baselines are ``envs.policies``' own, adapted to the batch interface: they may look inside the
-environment (``env.unwrapped.reference_action()``) and draw randomness only from the episode's own ``rng``, so their
-results depend on the seeds alone, never on batching or on which other episodes ran.
+The scripted baselines are ``envs.policies``' own (one definition each), run on the batch interface by
+``ScriptedPolicy``: they may look inside the environment (``env.unwrapped.reference_action()``) and draw randomness
+only from the episode's own ``rng``, so their results depend on the seeds alone, never on batching or on which other
+episodes ran.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "RandomPolicy",
     "ReferencePolicy",
     "ScaffoldPolicy",
+    "ScriptedPolicy",
     "tool_kinds",
 ]
 
@@ -35,57 +37,41 @@ def tool_kinds(env: Any) -> dict[str, str]:
     return {name: spec.kind for name, spec in env.unwrapped.tool_specs().items()}
 
 
-class _Scripted:
-    name = "scripted"
+class ScriptedPolicy:
+    """An ``envs.policies`` policy on the batch interface: each episode's action is the inner policy's
+    ``act(env, last observation, rng=episode.rng)``.
+
+    Randomness comes from the episode's own RNG, never the inner policy's, so what an episode gets does not depend on
+    the episodes played before it (nor on batching or resuming).
+    """
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.name = inner.name
 
     def act(self, episodes: Sequence[Episode]) -> list[Action]:
-        return [Action(self._act(ep)) for ep in episodes]
-
-    def _act(self, episode: Episode) -> str:
-        raise NotImplementedError
+        return [Action(self.inner.act(ep.env, ep.last_observation, rng=ep.rng)) for ep in episodes]
 
     def config(self) -> dict[str, Any]:
         return {"policy": self.name}
 
 
-class ReferencePolicy(_Scripted):
+class ReferencePolicy(ScriptedPolicy):
     """The environment's privileged reference plan, with its generic fault recovery: the ceiling (should score 1)."""
 
-    name = "reference"
-
-    def _act(self, episode: Episode) -> str:
-        return env_policies.ReferencePolicy().act(episode.env, episode.last_observation)
+    def __init__(self):
+        super().__init__(env_policies.ReferencePolicy())
 
 
-# envs.policies.NoisyReferencePolicy and RandomPolicy keep one RNG for their whole life, so what an episode gets
-# would depend on the episodes played before it (and so on batching and resuming). Here the same mistakes,
-# envs.policies.random_call and near_miss_call, draw from the episode's own RNG instead.
-
-
-class NoisyReferencePolicy(_Scripted):
-    """The reference policy, but each action is replaced by a mistake with probability ``p``.
-
-    A mistake is a random tool call, or with probability ``near_miss`` a near miss (``envs.policies.near_miss_call``:
-    the reference's own call with one argument wrong, which the environment rejects with a specific message or, when
-    the wrong value is valid, lets through to be undone). Measures how well the task and its checker tolerate (and the
-    env's reference recovers from) off-plan actions.
-    """
+class NoisyReferencePolicy(ScriptedPolicy):
+    """``envs.policies.NoisyReferencePolicy``: the reference, but each action is replaced by a mistake with
+    probability ``p`` (with probability ``near_miss`` a near miss, the reference's own call with one argument wrong,
+    otherwise a random call). Measures how well the task and its checker tolerate (and the env's reference recovers
+    from) off-plan actions."""
 
     def __init__(self, p: float = 0.2, near_miss: float = 0.0):
-        if not 0.0 <= p <= 1.0 or not 0.0 <= near_miss <= 1.0:
-            raise ValueError(f"noisy reference: p and near_miss are probabilities in [0, 1], got {p} and {near_miss}")
+        super().__init__(env_policies.NoisyReferencePolicy(p, near_miss=near_miss))
         self.p, self.near_miss = p, near_miss
-        if near_miss == 1.0:
-            self.name = f"near-miss-reference-{p:g}"
-        else:
-            self.name = f"noisy-reference-{p:g}" + (f"-near{near_miss:g}" if near_miss else "")
-
-    def _act(self, episode: Episode) -> str:
-        if episode.rng.random() < self.p:
-            if self.near_miss and episode.rng.random() < self.near_miss:
-                return env_policies.near_miss_call(episode.env, episode.last_observation, episode.rng)
-            return env_policies.random_call(episode.env, episode.last_observation, episode.rng)
-        return episode.env.unwrapped.reference_action()
 
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"policy": "noisy-reference", "p": self.p}
@@ -94,22 +80,18 @@ class NoisyReferencePolicy(_Scripted):
         return config
 
 
-class RandomPolicy(_Scripted):
+class RandomPolicy(ScriptedPolicy):
     """A uniformly random tool with arguments of the right types, text drawn from words on screen (the floor)."""
 
-    name = "random"
-
-    def _act(self, episode: Episode) -> str:
-        return env_policies.random_call(episode.env, episode.last_observation, episode.rng)
+    def __init__(self):
+        super().__init__(env_policies.RandomPolicy())
 
 
-class DoNothingPolicy(_Scripted):
+class DoNothingPolicy(ScriptedPolicy):
     """Calls the finish tool at once without changing anything: a no-op must never score."""
 
-    name = "do-nothing"
-
-    def _act(self, episode: Episode) -> str:
-        return env_policies.DoNothingPolicy().act(episode.env, episode.last_observation)
+    def __init__(self):
+        super().__init__(env_policies.DoNothingPolicy())
 
 
 SCRIPTED_POLICIES = {
