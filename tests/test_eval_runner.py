@@ -379,3 +379,100 @@ def test_task_offset_evaluates_those_seeds_and_old_folders_still_resume(tmp_path
     before = (tmp_path / "old" / "reference" / "episodes.jsonl").read_bytes()
     assert cli.main(argv0) == 0
     assert (tmp_path / "old" / "reference" / "episodes.jsonl").read_bytes() == before
+
+
+def test_a_folder_from_before_prompt_format_2_resumes_for_scripted_policies_only(tmp_path, capsys):
+    """Scripted policies render no prompt and always call a tool, so their old folders resume unchanged; a model's
+    old folder was prompted otherwise (tools in declaration order) and is refused with the way out."""
+    argv = ["eval", "--env", SUPPORT, "--policy", "reference", "--tasks", "2", "--samples", "1", "--faults", "none",
+            "--out", str(tmp_path), "--no-progress"]
+    assert cli.main(argv) == 0
+    config_path = tmp_path / "reference" / "config.json"
+    doc = json.loads(config_path.read_text())
+    assert doc["prompt_format"] == 2
+    del doc["prompt_format"]
+    del doc["eval"]["max_required_steps"]  # nor had max_required_steps
+    config_path.write_text(json.dumps(doc))
+    before = (tmp_path / "reference" / "episodes.jsonl").read_bytes()
+    assert cli.main(argv) == 0
+    assert (tmp_path / "reference" / "episodes.jsonl").read_bytes() == before
+    assert json.loads(config_path.read_text())["prompt_format"] == 2  # migrated
+
+    doc["policy"] = {"policy": "scaffold", "inner": {"policy": "transformers", "model": "m"}}
+    config_path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="earlier rendering .* pass --overwrite"):
+        run_eval(ReferencePolicy(), _config([SUPPORT], fault_kinds=("none",), tasks=2, samples=1),
+                 tmp_path / "reference", progress=False)
+
+
+class _Says:
+    """A model that calls the reference's tool for ``calls`` turns, then replies in plain text."""
+
+    name = "says"
+
+    def __init__(self, calls, text="All done, thank you!"):
+        self.calls, self.text = calls, text
+
+    def act(self, episodes):
+        from training.evaluation.episode import Action
+
+        return [Action("<tool_call>" + ep.env.unwrapped.reference_action() + "</tool_call>")
+                if len(ep.history) < self.calls else Action(self.text) for ep in episodes]
+
+    def config(self):
+        return {"policy": self.name, "calls": self.calls}
+
+
+@pytest.mark.parametrize("text", ["All done, thank you!", '<tool_call>{"name": "find_customer", "argu</tool_call>'])
+def test_a_turn_without_a_tool_call_ends_the_episode_as_in_a_grpo_rollout(tmp_path, text):
+    """TRL ends a rollout at a completion without a (parseable) tool call; so does an evaluation episode, scored by the
+    checker on the state as it is. A call the env rejects (here an unknown tool) is a turn like any other."""
+    config = _config([SUPPORT], fault_kinds=("none",), tasks=2, samples=1, splits=("train",))
+    run_eval(_Says(2, text), config, tmp_path / "says", progress=False)
+    for record in load_episodes(tmp_path / "says" / "episodes.jsonl"):
+        assert record["ended"] == "no tool call" and not record["terminated"] and not record["truncated"]
+        assert record["turns"] == 3 and record["steps"][-1]["action"] == text and record["invalid_actions"] == 1
+        assert record["score"] < 1.0 and record["reasons"]  # the checker's verdict on two calls of a longer plan
+    run_eval(_Says(1, '{"name": "no_such_tool", "arguments": {}}'), _config([SUPPORT], fault_kinds=("none",),
+             tasks=1, samples=1, max_turns=3), tmp_path / "unknown", progress=False)
+    (record,) = load_episodes(tmp_path / "unknown" / "episodes.jsonl")
+    assert record["ended"] == "turn limit" and record["turns"] == 3 and record["invalid_actions"] == 2
+    talking = _config([SUPPORT], fault_kinds=("none",), tasks=1, samples=1, max_turns=4, stop_without_tool_call=False)
+    run_eval(_Says(1, text), talking, tmp_path / "talking", progress=False)  # the opt-out: text costs a turn
+    (record,) = load_episodes(tmp_path / "talking" / "episodes.jsonl")
+    assert record["ended"] == "turn limit" and record["turns"] == 4 and record["steps"][-1]["observation"]
+
+
+def test_fault_settings_combine_kinds_with_rates_of_their_own(tmp_path):
+    from training.evaluation.runner import fault_dict, fault_setting
+
+    supported = ("transient_error", "rate_limit", "write_timeout")
+    assert fault_dict("transient_error+rate_limit", 0.2, supported) == {"transient_error": 0.2, "rate_limit": 0.2}
+    assert fault_dict("rate_limit=0.05+write_timeout", 0.3, supported) == {"rate_limit": 0.05, "write_timeout": 0.3}
+    assert fault_dict("rate_limit+seeded_error", 0.2, supported) is None  # one kind unsupported: skipped
+    assert fault_setting({"transient_error": 0.05, "rate_limit": 0.1}) == "rate_limit=0.1+transient_error=0.05"
+    assert fault_setting({}) == fault_setting({"rate_limit": 0.0}) == "none"
+    with pytest.raises(ValueError, match=r"'rate_limt' is not a fault kind \(did you mean 'rate_limit'\?\)"):
+        _config([SUPPORT], fault_kinds=("transient_error+rate_limt",))
+    with pytest.raises(ValueError, match="rate of rate_limit must be in"):
+        _config([SUPPORT], fault_kinds=("rate_limit=2",))
+    res = run_eval(ReferencePolicy(), _config([SUPPORT], fault_kinds=("transient_error=0.5+rate_limit=0.5",), tasks=2,
+                                              samples=1), tmp_path, progress=False)
+    kinds = {f["kind"] for r in load_episodes(tmp_path / "episodes.jsonl") for f in r["faults"]}
+    assert kinds == {"transient_error", "rate_limit"} and res["summary"][0]["success_rate"] == 1.0
+
+
+def test_max_required_steps_keeps_only_short_tasks_counting_kept_ones(tmp_path):
+    config = _config([SUPPORT], splits=("train",), fault_kinds=("none",), tasks=4, samples=1, task_offset=10,
+                     max_required_steps=4)
+    run_eval(ReferencePolicy(), config, tmp_path, progress=False)
+    records = load_episodes(tmp_path / "episodes.jsonl")
+    assert len(records) == 4 and all(r["required_steps"] <= 4 for r in records)
+    assert min(r["task_seed"] for r in records) >= 10 and max(r["task_seed"] for r in records) > 13  # some skipped
+
+
+def test_environments_are_built_in_one_place():
+    import training.adapter
+    import training.evaluation.runner
+
+    assert training.evaluation.runner.make_env is training.adapter.make_env

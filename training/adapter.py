@@ -13,10 +13,18 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["EpisodeRecord", "ToolEnvAdapter", "make_env", "make_environment_factory", "parse_faults"]
+__all__ = [
+    "EpisodeRecord",
+    "ToolEnvAdapter",
+    "in_trl_order",
+    "make_env",
+    "make_environment_factory",
+    "parse_faults",
+    "tool_schemas",
+]
 
 _EPISODE_OVER = "the episode is over ({why}); no further tool calls run. Reply with a short final message."
 
@@ -33,7 +41,11 @@ def parse_faults(faults: Any) -> dict[str, float]:
 
 
 def make_env(env_id: str, *, faults: Mapping[str, float] | None = None, max_turns: int | None = None):
-    """``gymnasium.make`` of a recoverygym environment, with fault rates and an optional turn limit."""
+    """``gymnasium.make`` of a recoverygym environment, with fault rates and an optional turn limit.
+
+    The one place environments are built from settings: demonstrations, GRPO rollouts (through the adapter below)
+    and every evaluation (``training.evaluation.runner``) call it.
+    """
     import gymnasium
 
     import envs  # noqa: F401  (registers the recoverygym/* ids)
@@ -48,6 +60,21 @@ def make_env(env_id: str, *, faults: Mapping[str, float] | None = None, max_turn
     except gymnasium.error.Error as err:
         known = sorted(k for k in gymnasium.registry if k.startswith("recoverygym/"))
         raise ValueError(f"cannot make environment {env_id!r}: {err}. Registered recoverygym ids: {known}") from err
+
+
+def in_trl_order(schemas: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Tool schemas in the order TRL renders an ``environment_factory``'s tools: by name.
+
+    ``GRPOTrainer`` lists the class's tools with ``inspect.getmembers``, which sorts them by name, and passes them to
+    ``apply_chat_template`` in that order. The demonstrations and every evaluation render the same order, so a model
+    is trained and evaluated on the same prompt.
+    """
+    return sorted(schemas, key=lambda schema: schema["function"]["name"])
+
+
+def tool_schemas(env) -> list[Mapping[str, Any]]:
+    """The environment's tool schemas (equal to ``get_json_schema`` of each tool) in TRL's order."""
+    return in_trl_order(env.unwrapped.tool_schemas())
 
 
 class EpisodeRecord:

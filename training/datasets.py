@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from training.adapter import make_env, parse_faults
+from training.adapter import make_env, parse_faults, tool_schemas
 
 __all__ = [
     "FINAL_MESSAGE",
@@ -28,11 +28,6 @@ __all__ = [
 
 # What the model says after the episode ends; keeps a trained model from calling tools past the finish.
 FINAL_MESSAGE = "Done."
-
-
-def tool_schemas(env) -> list[dict[str, Any]]:
-    """The environment's tool schemas in the order TRL renders an ``environment_factory``'s tools (by name)."""
-    return sorted(env.unwrapped.tool_schemas(), key=lambda schema: schema["function"]["name"])
 
 
 def select_task_seeds(

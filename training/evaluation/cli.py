@@ -67,14 +67,18 @@ def build_eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder; each policy writes OUT/<policy name>/")
     p.add_argument("--split", default="heldout", help="comma-separated task splits (default: heldout)")
     p.add_argument("--faults", default="none,all",
-                   help="comma-separated fault settings: none, all, or a kind such as transient_error, rate_limit, "
-                   "write_timeout, stale_read, concurrent_edit, seeded_error (default: none,all)")
+                   help="comma-separated fault settings: none, all, a kind such as transient_error, rate_limit, "
+                   "write_timeout, stale_read, concurrent_edit, seeded_error, or kinds joined with + each at "
+                   "--fault-rate or its own (transient_error=0.05+rate_limit=0.1) (default: none,all)")
     p.add_argument("--fault-rate", type=float, default=0.2, help="rate of each enabled fault kind (default: 0.2)")
     p.add_argument("--tasks", type=int, default=20,
                    help="tasks per split: task seeds OFFSET..OFFSET+N-1 (default: 20)")
     p.add_argument("--task-offset", type=int, default=0, metavar="OFFSET",
                    help="first task seed (default: 0); e.g. 1000000 for training-split tasks no training run used "
                    "(recoverygym train's eval.task_offset)")
+    p.add_argument("--max-required-steps", type=int, default=None, metavar="N",
+                   help="only tasks the fault-free reference solves in at most N calls (--tasks counts kept ones; "
+                   "recoverygym train's data.max_required_steps) (default: every task)")
     p.add_argument("--samples", type=int, default=4, help="episodes per task, the n of pass^k (default: 4)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the episode seeds (default: 0)")
     p.add_argument("--max-turns", type=int, default=None, help="turn limit per episode (default: the env's)")
@@ -202,7 +206,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
             env_ids=tuple(e for item in args.env for e in _csv(item)), splits=tuple(_csv(args.split)),
             fault_kinds=tuple(_csv(args.faults)), fault_rate=args.fault_rate, tasks=args.tasks,
             task_offset=args.task_offset, samples=args.samples, seed=args.seed, max_turns=args.max_turns,
-            batch_size=args.batch_size)
+            batch_size=args.batch_size, max_required_steps=args.max_required_steps)
         cache: dict[str, Any] = {}
         policies = [make_policy(spec, args, cache) for spec in args.policy]
     except (ValueError, ImportError, OSError) as err:  # OSError: a model path or hub name from_pretrained can't load

@@ -90,8 +90,12 @@ class Episode:
 
     @property
     def tools(self) -> list[dict[str, Any]]:
-        """The tool JSON schemas, in the format chat templates and OpenAI-compatible APIs take."""
-        return self.info.get("tools") or []
+        """The tool JSON schemas, in the format chat templates and OpenAI-compatible APIs take, in the order TRL
+        renders them in training (by name: ``training.adapter.in_trl_order``), not the environment's declaration
+        order, so an evaluated model sees the tool list it was trained on."""
+        from training.adapter import in_trl_order
+
+        return in_trl_order(self.info.get("tools") or [])
 
     @property
     def last_observation(self) -> str:
@@ -103,16 +107,22 @@ class Episode:
 
 
 def chat_messages(prompt: str, history: Sequence[Turn]) -> list[dict[str, Any]]:
-    """The chat transcript: the prompt as the user turn, then each action and the tool's answer.
+    """The chat transcript: the prompt as the user turn, then each action and the tool's answer, as TRL's GRPO
+    rollouts build it.
 
     Actions are replayed as the model wrote them (the raw text, ``<tool_call>`` tags included) so that a model sees
-    its own tokens again; every observation is a ``tool`` message, error messages included, which ChatML templates
-    render as ``<tool_response>``.
+    its own tokens again, as a GRPO rollout appends the generated token ids unchanged; for a model that writes the
+    chat template's own tool-call form (what the demonstrations teach) the rendering equals that of a structured
+    ``tool_calls`` message. Every observation is a ``tool`` message named after the tool the environment ran (as
+    TRL names it), error messages included, which ChatML templates render as ``<tool_response>``.
     """
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
     for turn in history:
         messages.append(turn.message or {"role": "assistant", "content": turn.action})
-        messages.append({"role": "tool", "content": turn.observation})
+        tool_message = {"role": "tool", "content": turn.observation}
+        if turn.tool is not None:
+            tool_message["name"] = turn.tool
+        messages.append(tool_message)
     return messages
 
 

@@ -10,6 +10,11 @@ Every episode has a key ``(env_id, split, fault_kind, task_seed, sample)`` and a
 seed, so an episode's result does not depend on which other episodes ran, in which order or batch: re-running an
 interrupted evaluation skips the keys already in ``episodes.jsonl`` and gives the same results, and re-running it
 with more tasks or samples (everything else the same) runs only the episodes it lacks.
+
+An episode is what a GRPO rollout of ``recoverygym train`` is: the model policy sees the prompt training renders
+(``Episode.tools``, ``chat_messages``), each turn's tool call is one environment step, a rejected call costs a turn
+like any other, and the episode ends when the finishing tool runs, at the environment's turn limit, or at a turn
+without a tool call (TRL ends a rollout there too). Scripted policies always make a call.
 """
 
 from __future__ import annotations
@@ -30,13 +35,22 @@ from typing import Any
 
 import numpy as np
 
-from training.evaluation.episode import Episode, Policy, Turn
+from training.adapter import make_env
+from training.evaluation.episode import Episode, Policy, Turn, tool_call_key
 from training.evaluation.metrics import summarize
 
-__all__ = ["EpisodeKey", "EvalConfig", "check_reproducible", "load_episodes", "run_eval", "to_dataset",
-           "write_results"]
+__all__ = ["PROMPT_FORMAT", "EpisodeKey", "EvalConfig", "check_reproducible", "fault_dict", "fault_setting",
+           "load_episodes", "run_eval", "task_seeds", "to_dataset", "write_results"]
 
 FAULT_CHOICES = ("none", "all")
+
+#: How a model policy is prompted and when its episode ends, recorded in ``config.json`` so that a folder is never
+#: resumed under other rules. Absent (1): tools in the environment's declaration order, unnamed tool messages, and a
+#: turn without a tool call cost a turn. 2: tools in TRL's order (by name) and tool messages named after the tool,
+#: as SFT demonstrations and GRPO rollouts render them (tests/test_rendering.py), and a turn without a tool call
+#: ends the episode, as it ends a GRPO rollout. Scripted policies always call a tool and render nothing: their
+#: folders resume across the change.
+PROMPT_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -46,17 +60,26 @@ class EvalConfig:
     Attributes:
         env_ids: Registered environment ids, like ``recoverygym/SupportDesk-v0``.
         splits: Task splits to draw tasks from (``heldout`` for evaluation).
-        fault_kinds: ``none`` (no faults), ``all`` (every kind the env supports at ``fault_rate``) or a single
-            kind (``transient_error``, ``rate_limit``, ``write_timeout``, ``stale_read``, ``concurrent_edit``,
-            ``seeded_error``); a kind an env does not support is skipped for that env and listed in the results.
-        fault_rate: The rate of each enabled fault kind (per call; per episode for ``seeded_error``).
+        fault_kinds: Fault settings, each ``none`` (no faults), ``all`` (every kind the env supports at
+            ``fault_rate``), a single kind (``transient_error``, ``rate_limit``, ``write_timeout``, ``stale_read``,
+            ``concurrent_edit``, ``seeded_error``), or kinds joined with ``+``, each optionally with its own rate
+            (``transient_error=0.05+rate_limit=0.05``, what ``recoverygym train`` evaluates its ``env.faults``
+            with); a setting with a kind an env does not support is skipped for that env and listed in the results.
+        fault_rate: The rate of each enabled fault kind that names no rate of its own (per call; per episode for
+            ``seeded_error``).
         tasks: Number of tasks per split: task seeds ``task_offset .. task_offset + tasks - 1``.
         task_offset: First task seed. 0 for the held-out split; a large one (``recoverygym train`` uses 1,000,000)
             for training-split tasks that no demonstration or GRPO prompt used.
         samples: Episodes per task (n in pass^k); k goes up to this.
         seed: Base seed; each episode's seed is derived from it and the episode key.
-        max_turns: Turn limit per episode; None keeps each env's default.
+        max_turns: Turn limit per episode (the environment's: every action, valid or not, is one turn and the
+            episode ends when the finishing tool runs or the limit is reached); None keeps each env's default.
         batch_size: Episodes in flight at once (what a model policy generates for together).
+        max_required_steps: Keep only tasks the fault-free reference solves in at most this many calls: the
+            ``tasks`` seeds are then the first that pass, from ``task_offset`` on. None (default) keeps every task.
+        stop_without_tool_call: A turn without a tool call ends the episode, as it ends a GRPO rollout (default);
+            False makes it cost a turn like a rejected call (the env answers with an error), which is not what
+            training does but keeps a model that never calls a tool talking to the turn limit.
     """
 
     env_ids: tuple[str, ...]
@@ -69,6 +92,8 @@ class EvalConfig:
     seed: int = 0
     max_turns: int | None = None
     batch_size: int = 16
+    max_required_steps: int | None = None
+    stop_without_tool_call: bool = True
 
     def __post_init__(self):
         for name in ("env_ids", "splits", "fault_kinds"):
@@ -89,6 +114,8 @@ class EvalConfig:
             raise ValueError(f"task_offset is a task seed, >= 0, got {self.task_offset}")
         if self.max_turns is not None and self.max_turns < 1:
             raise ValueError(f"max_turns must be >= 1 or None (env default), got {self.max_turns}")
+        if self.max_required_steps is not None and self.max_required_steps < 1:
+            raise ValueError(f"max_required_steps must be >= 1 or None (every task), got {self.max_required_steps}")
 
     def _check_names(self) -> None:
         """Unknown env ids, splits and fault kinds fail here, before anything runs, naming the valid ones."""
@@ -99,8 +126,9 @@ class EvalConfig:
         from envs.core.tools import suggest
 
         known = sorted(set(envs.ENVIRONMENTS) | {k for k in gymnasium.registry if k.startswith("recoverygym/")})
-        choices = {"environment id": (self.env_ids, known), "split": (self.splits, list(SPLITS)),
-                   "fault setting": (self.fault_kinds, [*FAULT_CHOICES, *FAULT_KINDS])}
+        choices = {"environment id": (self.env_ids, known), "split": (self.splits, list(SPLITS))}
+        for setting in self.fault_kinds:
+            parse_fault_setting(setting, self.fault_rate, FAULT_KINDS)
         for what, (given, valid) in choices.items():
             for name in given:
                 if name not in valid and not (what == "environment id" and name in gymnasium.registry):
@@ -132,28 +160,48 @@ class EpisodeKey:
         return cls(record["env_id"], record["split"], record["fault_kind"], record["task_seed"], record["sample"])
 
 
-def fault_dict(kind: str, rate: float, supported: Sequence[str]) -> dict[str, float] | None:
-    """The ``faults=`` mapping for one fault kind, or None when the env does not support that kind."""
-    if kind == "none":
+def parse_fault_setting(setting: str, rate: float, known: Sequence[str]) -> dict[str, float] | None:
+    """The rates one fault setting names (``none``, ``all``: None, meaning every supported kind at ``rate``; a kind;
+    ``a+b``; ``a=0.05+b=0.1``); raises ValueError naming the valid kinds for anything else."""
+    from envs.core.tools import suggest
+
+    if setting == "none":
         return {}
-    if kind == "all":
+    if setting == "all":
+        return None
+    rates: dict[str, float] = {}
+    for part in setting.split("+"):
+        kind, sep, value = part.partition("=")
+        if kind not in known:
+            valid = [*FAULT_CHOICES, *known]
+            raise ValueError(f"unknown fault setting {setting!r}: {kind!r} is not a fault kind{suggest(kind, valid)}; "
+                             f"valid: {', '.join(valid)}, or kinds joined with '+' (kind=rate for a rate of its own)")
+        try:
+            rates[kind] = float(value) if sep else rate
+        except ValueError:
+            raise ValueError(f"fault setting {setting!r}: {value!r} is not a rate; write e.g. {kind}=0.05") from None
+        if not 0.0 <= rates[kind] <= 1.0:
+            raise ValueError(f"fault setting {setting!r}: the rate of {kind} must be in [0, 1], got {rates[kind]}")
+    return rates
+
+
+def fault_dict(kind: str, rate: float, supported: Sequence[str]) -> dict[str, float] | None:
+    """The ``faults=`` mapping for one fault setting, or None when the env does not support one of its kinds."""
+    from envs.core import FAULT_KINDS
+
+    rates = parse_fault_setting(kind, rate, FAULT_KINDS)
+    if rates is None:  # all
         return {k: rate for k in supported}
-    return {kind: rate} if kind in supported else None
+    return rates if all(k in supported for k in rates) else None
 
 
-def make_env(env_id: str, faults: dict[str, float], max_turns: int | None):
-    import gymnasium
-
-    import envs  # noqa: F401  (registers the recoverygym ids)
-
-    kwargs: dict[str, Any] = {"faults": faults}
-    if max_turns is not None:
-        kwargs["max_turns"] = max_turns
-    return gymnasium.make(env_id, **kwargs)
+def fault_setting(faults: dict[str, float]) -> str:
+    """The fault setting that enables exactly ``faults`` (kind -> rate): ``none``, or ``kind=rate+...`` by name."""
+    return "+".join(f"{kind}={rate:g}" for kind, rate in sorted(faults.items()) if rate > 0) or "none"
 
 
 def _supported_fault_kinds(env_id: str) -> tuple[str, ...]:
-    env = make_env(env_id, {}, None)
+    env = make_env(env_id)
     try:
         return tuple(getattr(env.unwrapped, "fault_kinds", ()))
     finally:
@@ -171,9 +219,18 @@ def plan(config: EvalConfig) -> tuple[list[EpisodeKey], list[dict[str, str]]]:
                                 "reason": f"{env_id} supports faults {', '.join(supported) or 'none'}"})
                 continue
             for split in config.splits:
-                for task in range(config.task_offset, config.task_offset + config.tasks):
+                for task in task_seeds(config, env_id, split):
                     keys.extend(EpisodeKey(env_id, split, kind, task, s) for s in range(config.samples))
     return keys, skipped
+
+
+def task_seeds(config: EvalConfig, env_id: str, split: str) -> list[int]:
+    """The task seeds a config evaluates on one env and split: ``tasks`` seeds from ``task_offset`` on, only those
+    whose fault-free reference solution takes at most ``max_required_steps`` calls when that is set."""
+    from training.datasets import select_task_seeds
+
+    return select_task_seeds(env_id, split=split, start=config.task_offset, count=config.tasks,
+                             max_required_steps=config.max_required_steps)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -210,18 +267,22 @@ class _Slot:
     final_info: dict[str, Any] = field(default_factory=dict)
     terminated: bool = False
     truncated: bool = False
+    stopped: bool = False  # ended by a turn without a tool call
 
 
 def _start(key: EpisodeKey, config: EvalConfig, supported: dict[str, tuple[str, ...]]) -> _Slot:
     faults = fault_dict(key.fault_kind, config.fault_rate, supported[key.env_id])
-    env = make_env(key.env_id, faults or {}, config.max_turns)
+    env = make_env(key.env_id, faults=faults, max_turns=config.max_turns)
     seed = key.seed(config.seed)
     prompt, info = env.reset(seed=seed, options={"task_seed": key.task_seed, "split": key.split})
     episode = Episode(env=env, prompt=prompt, info=info, rng=np.random.default_rng([seed, 1]))
     return _Slot(key, env, episode, time.perf_counter(), fault_count=len(info.get("faults") or ()))
 
 
-def _step(slot: _Slot, action) -> None:
+def _step(slot: _Slot, action, stop_without_tool_call: bool = True) -> None:
+    if stop_without_tool_call and tool_call_key(action.text) is None:
+        _end_without_tool_call(slot, action)
+        return
     obs, _reward, terminated, truncated, info = slot.env.step(action.text)
     faults = list(info.get("faults") or ())
     fired = faults[slot.fault_count :]
@@ -245,6 +306,20 @@ def _step(slot: _Slot, action) -> None:
         slot.done, slot.terminated, slot.truncated, slot.final_info = True, terminated, truncated, info
 
 
+def _end_without_tool_call(slot: _Slot, action) -> None:
+    """A turn without a tool call ends the episode, as it ends a GRPO rollout (TRL stops when a completion has no
+    tool call); the environment is not stepped, and the score is the checker's verdict on the state as it is."""
+    env = slot.env.unwrapped
+    slot.episode.history.append(
+        Turn(turn=len(slot.episode.history) + 1, action=action.text, observation="", tool=None, invalid_action=True,
+             ok=False, tokens=action.tokens, scripted=action.scripted, message=action.message)
+    )
+    result = env.check()
+    slot.done, slot.stopped = True, True
+    slot.final_info = {"success": result.success, "score": float(result.score), "components": dict(result.components),
+                       "reasons": list(result.reasons), "faults": [dict(f) for f in env.fault_log]}
+
+
 def _record(slot: _Slot, policy: Policy, base_seed: int) -> dict[str, Any]:
     info, ep = slot.final_info, slot.episode
     history = ep.history
@@ -260,12 +335,13 @@ def _record(slot: _Slot, policy: Policy, base_seed: int) -> dict[str, Any]:
         "reasons": list(info.get("reasons", [])),
         "terminated": slot.terminated,
         "truncated": slot.truncated,
+        "ended": "finished" if slot.terminated else "turn limit" if slot.truncated else "no tool call",
         "turns": len(history),
         "invalid_actions": sum(t.invalid_action for t in history),
         "scripted_actions": sum(t.scripted for t in history),
         "generated_tokens": sum(t.tokens for t in history),
         "faults": list(info.get("faults") or []),
-        "tools": [t["function"]["name"] for t in ep.tools],
+        "tools": [t["function"]["name"] for t in ep.info.get("tools") or ()],  # declaration order, as ever
         "tool_kinds": {name: spec.kind for name, spec in slot.env.unwrapped.tool_specs().items()},
         "prompt": ep.prompt,
         "steps": [t.to_record() for t in history],
@@ -296,6 +372,17 @@ def _check_resume(out: Path, config_doc: dict[str, Any], overwrite: bool) -> Non
     elif path.exists():
         old = json.loads(path.read_text())
         old.get("eval", {}).setdefault("task_offset", 0)  # folders written before the field existed
+        old.get("eval", {}).setdefault("max_required_steps", None)
+        old.get("eval", {}).setdefault("stop_without_tool_call", True)  # no scripted policy ever wrote no call
+        if "prompt_format" not in old:  # written before PROMPT_FORMAT 2
+            if _renders_prompts(old.get("policy", {})):
+                raise ValueError(
+                    f"{out} holds an evaluation of a model prompted with the earlier rendering (tools in the "
+                    "environment's declaration order; a reply without a tool call cost a turn); this version "
+                    "prompts and ends episodes as training does (tools by name; such a reply ends the episode), so "
+                    "its episodes would not be comparable: pass --overwrite (overwrite=True) or another --out"
+                )
+            old["prompt_format"] = PROMPT_FORMAT  # scripted policies render no prompt: their episodes are unchanged
         if old != config_doc and not _grows(old, config_doc):
             changed = sorted(k for k in set(old) | set(config_doc) if old.get(k) != config_doc.get(k))
             raise ValueError(
@@ -305,6 +392,14 @@ def _check_resume(out: Path, config_doc: dict[str, Any], overwrite: bool) -> Non
             )
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config_doc, indent=2, sort_keys=True))
+
+
+def _renders_prompts(policy_doc: dict[str, Any]) -> bool:
+    """Whether a recorded policy config prompts a model (itself or a wrapped ``inner`` one)."""
+    if policy_doc.get("policy") in ("transformers", "openai"):
+        return True
+    inner = policy_doc.get("inner")
+    return isinstance(inner, dict) and _renders_prompts(inner)
 
 
 def check_reproducible(records: Sequence[dict[str, Any]], config: EvalConfig) -> None:
@@ -322,8 +417,8 @@ def check_reproducible(records: Sequence[dict[str, Any]], config: EvalConfig) ->
     try:
         for (env_id, split, kind, task_seed), r in sorted(first.items(), key=lambda kv: tuple(map(str, kv[0]))):
             if (env_id, kind) not in envs:
-                envs[env_id, kind] = make_env(env_id, fault_dict(kind, config.fault_rate, supported[env_id]) or {},
-                                              config.max_turns)
+                envs[env_id, kind] = make_env(env_id, faults=fault_dict(kind, config.fault_rate, supported[env_id]),
+                                              max_turns=config.max_turns)
             prompt, _ = envs[env_id, kind].reset(seed=r["seed"], options={"task_seed": task_seed, "split": split})
             if prompt != r["prompt"]:
                 raise ValueError(
@@ -345,7 +440,7 @@ def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, 
     steps every env, and refills the slots of finished episodes from the queue.
     """
     out = Path(out_dir)
-    config_doc = {"eval": config.to_dict(), "policy": policy.config()}
+    config_doc = {"eval": config.to_dict(), "policy": policy.config(), "prompt_format": PROMPT_FORMAT}
     _check_resume(out, config_doc, overwrite)
     jsonl = out / "episodes.jsonl"
     finished = load_episodes(jsonl)
@@ -361,7 +456,7 @@ def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, 
 
     started = time.perf_counter()
     bar = tqdm(total=len(keys), initial=len(keys) - remaining, desc=f"eval {policy.name}", unit="ep",
-               disable=not progress, dynamic_ncols=True)
+               disable=not progress, dynamic_ncols=True, mininterval=_bar_interval())
     slots: list[_Slot] = []
     turns = finished = wins = 0
     shown = time.perf_counter()
@@ -372,7 +467,7 @@ def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, 
             if not slots:
                 break
             for slot, action in zip(slots, policy.act([s.episode for s in slots]), strict=True):
-                _step(slot, action)
+                _step(slot, action, config.stop_without_tool_call)
             turns += len(slots)
             for slot in [s for s in slots if s.done]:
                 record = _record(slot, policy, config.seed)
@@ -385,10 +480,16 @@ def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, 
             slots = [s for s in slots if not s.done]
             if time.perf_counter() - shown > 1.0:  # slow model turns: show that turns are being played
                 shown = time.perf_counter()
-                bar.set_postfix_str(f"{turns} turns, {len(slots)} in flight, {wins}/{finished} succeeded")
+                bar.set_postfix_str(f"{turns} turns, {len(slots)} in flight, {wins}/{finished} succeeded",
+                                    refresh=sys.stderr.isatty())  # into a log file: shown at the next redraw
     bar.set_postfix_str(f"{turns} turns, {wins}/{finished} succeeded", refresh=True)
     bar.close()
     return write_results(out, config_doc, skipped=skipped, wall_s=time.perf_counter() - started, command=command)
+
+
+def _bar_interval() -> float:
+    """Seconds between progress-bar redraws: often on a terminal, rarely into a log file (each redraw is a line)."""
+    return 0.1 if sys.stderr.isatty() else 30.0
 
 
 def package_versions() -> dict[str, str]:

@@ -112,7 +112,7 @@ def _episode_html(label: str, ep: dict[str, Any], clip: int = 0) -> str:
     components = (ep.get("components") or {}).items()
     chips = "".join(f"<span class='chip {'t' if v else 'f'}'>{_e(k)}</span>" for k, v in components)
     reasons = "".join(f"<li class='reason'>{_e(r)}</li>" for r in ep.get("reasons") or ())
-    end = "terminated" if ep.get("terminated") else "turn limit" if ep.get("truncated") else "?"
+    end = "terminated" if ep.get("terminated") else "turn limit" if ep.get("truncated") else ep.get("ended", "?")
     parts.append(
         f"<div class='verdict {'ok' if ep['success'] else 'fail'}'><b>checker</b>: score {ep['score']:.3f} "
         f"({end}) {chips}<ul>{reasons}</ul></div></details>"
