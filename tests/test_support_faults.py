@@ -9,13 +9,11 @@ import gymnasium
 import numpy as np
 import pytest
 
-try:
-    from envs.core import FaultConfig, ToolEnv  # noqa: F401
-except ImportError:  # envs/core/__init__.py has not landed yet: these tests need the Gymnasium-level env
-    pytest.skip("envs.core (ToolEnv, FaultConfig) is not available yet", allow_module_level=True)
+import envs  # noqa: F401  (registers the environments)
+from envs.core import FaultConfig
+from envs.support.env import SupportDeskEnv
 
-import envs  # noqa: E402,F401  (registers the environments)
-from envs.support.faults import FAULT_KINDS  # noqa: E402
+FAULT_KINDS = SupportDeskEnv.fault_kinds
 
 ENV_ID = "recoverygym/SupportDesk-v0"
 N_TASKS = 500

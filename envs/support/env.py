@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ..core import CheckResult, ToolCall, ToolEnv, ToolError, tool
+from ..core import CheckResult, SeededError, ToolCall, ToolEnv, ToolError, tool
 from . import faults
 from .checker import check_ticket
 from .plan import reference_plan
@@ -31,10 +31,37 @@ ROLE = (
 
 
 class SupportDeskEnv(ToolEnv):
-    """Resolve a retail customer-support ticket under a written policy (refunds, exchanges, cancellations, ...)."""
+    """Resolve a retail customer-support ticket under a written policy (refunds, exchanges, cancellations, ...).
+
+    ## Action space
+    One tool call per step as JSON text (``ToolEnv``): 15 tools to look up customers, orders and products, verify
+    identity, refund items or a duplicate charge, void a transaction, exchange, cancel, change an address, issue
+    store credit, escalate, reply, and ``close_ticket``, which finishes.
+
+    ## Observation space
+    Text: first the role, the date, the policy and the customer's ticket (and an earlier agent's transcript when a
+    mistake was seeded); then each tool's answer or refusal.
+
+    ## Rewards
+    At the end, ``check_ticket``'s score of the final state: 1 when every change the policy requires was made and no
+    other, nothing was done for another customer, and the reply states the ticket's facts and claims nothing false;
+    partial credit only when nothing forbidden was done.
+
+    ## Starting state
+    A generated world (customers, orders, products, stock) and one ticket of the split's templates (``tasks.py``),
+    the same for every seed given ``task_seed``. All six fault kinds; a seeded mistake is an earlier agent's wrong
+    refund, credit or address change (``faults.py``).
+
+    ## Episode end
+    Terminated by ``close_ticket``; truncated after ``max_turns`` (``3 * required_steps + 10``) turns.
+
+    ## Arguments
+    Those of ``ToolEnv``: ``faults``, ``max_turns``, ``render_mode``.
+    """
 
     description = "customer-support tickets: refunds, exchanges, cancellations under a written policy"
-    fault_kinds = faults.FAULT_KINDS
+    task_family = "SupportDeskEnv"  # seeds the tasks: keep it when renaming or subclassing
+    seeded_error_heading = "Earlier work on this ticket, by the agent before you:"
     state: DeskState
     task: SupportTask
 
@@ -45,16 +72,11 @@ class SupportDeskEnv(ToolEnv):
 
     def _setup(self, task: SupportTask) -> None:
         self.state = DeskState.fresh(task.world, task.customer_id)
-        self._transcript: list[tuple[ToolCall, str]] = []
 
     def _prompt(self) -> str:
         t = self.task
-        parts = [ROLE, f"Today is {day_text(t.world.today)}.", "Policy:\n" + POLICY,
-                 f"Ticket {t.world.ticket_id} from {t.email}:\n\"\"\"\n{t.message}\n\"\"\""]
-        if self._transcript:
-            lines = [f"> {call}\n< {result}" for call, result in self._transcript]
-            parts.append("Earlier work on this ticket, by the agent before you:\n" + "\n".join(lines))
-        return "\n\n".join(parts)
+        return "\n\n".join([ROLE, f"Today is {day_text(t.world.today)}.", "Policy:\n" + POLICY,
+                             f"Ticket {t.world.ticket_id} from {t.email}:\n\"\"\"\n{t.message}\n\"\"\""])
 
     def _check(self) -> CheckResult:
         score, components, reasons = check_ticket(self.state, self.task)
@@ -63,18 +85,26 @@ class SupportDeskEnv(ToolEnv):
     def _reference_plan(self) -> list[ToolCall]:
         return reference_plan(self.state, self.task)
 
-    def _seed_error(self, rng: np.random.Generator):
-        return faults.seed_error(self, rng)
+    def _seed_error(self, rng: np.random.Generator) -> SeededError | None:
+        return faults.seed_error(self.state, self.task, rng)
+
+    def _apply_seeded_error(self, error: SeededError) -> list[tuple[ToolCall, str]]:
+        transcript = super()._apply_seeded_error(error)
+        faults.mark_earlier(self.state)  # the state started fresh: every change so far is the earlier agent's
+        return transcript
+
+    def _seeded_error_undone(self) -> bool:
+        return faults.seeded_error_undone(self.state, self.task)
 
     def _concurrent_edit(self, rng: np.random.Generator) -> str | None:
-        return faults.concurrent_edit(self, rng)
+        return faults.concurrent_edit(self.state, self.task, rng)
 
     def _read_back(self, call: ToolCall) -> ToolCall:
-        return faults.read_back(self, call)
+        return faults.read_back(self.state, self.task, call)
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
-    def _mine(self) -> str:
+    def _order_ids_text(self) -> str:
         ids = self.state.world.customers[self.state.customer_id].order_ids
         return ", ".join(ids)
 
@@ -84,7 +114,8 @@ class SupportDeskEnv(ToolEnv):
             key = "O-" + key
         order = self.state.world.orders.get(key)
         if order is None:
-            raise ToolError(f"unknown order {order_id[:40]!r}; the ticket's customer has orders {self._mine()}")
+            raise ToolError(f"unknown order {order_id[:40]!r}; the ticket's customer has orders "
+                            f"{self._order_ids_text()}")
         return order
 
     def _customer(self, customer_id: str):
@@ -94,7 +125,7 @@ class SupportDeskEnv(ToolEnv):
                             f"find the ticket's customer with find_customer(email)")
         return customer
 
-    def _line(self, order, sku: str) -> str:
+    def _order_sku(self, order, sku: str) -> str:
         key = sku.strip().upper()
         if key not in order.skus:
             raise ToolError(f"order {order.order_id} has no item {sku[:40]!r}; its items are {', '.join(order.skus)}")
@@ -218,10 +249,12 @@ class SupportDeskEnv(ToolEnv):
         """
         customer = self._customer(customer_id)
         if email.strip().lower() != customer.email or postal_code.strip() != customer.postal_code:
-            self.state.failed_verifications.append(customer.customer_id)  # a reply may now say it could not verify
-            return (f"verification failed: the email and postal code do not match the records of "
-                    f"{customer.customer_id}. Make no changes; ask the customer to confirm the details on their "
-                    "account.")
+            # A refusal (outcome "rejected") worded as the system does; only the attempt is recorded, so that a reply
+            # may say it could not verify.
+            self.state.failed_verifications.append(customer.customer_id)
+            raise ToolError(f"verification failed: the email and postal code do not match the records of "
+                            f"{customer.customer_id}. Make no changes; ask the customer to confirm the details on "
+                            "their account.", prefix="")
         self.state.verified.add(customer.customer_id)
         return f"identity verified for {customer.customer_id} ({customer.name}); you may change their orders now"
 
@@ -236,7 +269,7 @@ class SupportDeskEnv(ToolEnv):
         s, order = self.state, self._order(order_id)
         if not skus:
             raise ToolError(f"skus is empty; give the skus to refund, from: {', '.join(order.skus)}")
-        keys = [self._line(order, k) for k in skus]
+        keys = [self._order_sku(order, k) for k in skus]
         if len(set(keys)) != len(keys):
             raise ToolError("a sku is listed twice; each item of an order is one unit, list it once")
         self._delivered(order, "refund items")
@@ -300,7 +333,7 @@ class SupportDeskEnv(ToolEnv):
             new_sku: The wanted size's sku.
         """
         s, order = self.state, self._order(order_id)
-        key = self._line(order, sku)
+        key = self._order_sku(order, sku)
         self._delivered(order, "exchange an item")
         w, new = s.world, new_sku.strip().upper()
         sizes = w.families[w.products[key].family]

@@ -21,52 +21,51 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..core.tools import ToolCall, ToolError
+from ..core import SeededError, ToolCall
 from .plan import money_diff
-from .state import same_address
-
-if TYPE_CHECKING:
-    from .env import SupportDeskEnv
-
-FAULT_KINDS = ("transient_error", "rate_limit", "write_timeout", "stale_read", "concurrent_edit", "seeded_error")
+from .state import Change, DeskState, same_address
+from .tasks import SupportTask
 
 
-def seed_error(env: SupportDeskEnv, rng: np.random.Generator) -> tuple[str, str, list[tuple[ToolCall, str]]] | None:
-    """Apply one earlier wrong action; return (kind, description, transcript), or None if the ticket has none."""
-    task, s = env.task, env.state
+def seed_error(state: DeskState, task: SupportTask, rng: np.random.Generator) -> SeededError | None:
+    """One earlier wrong action that fits the ticket (after the earlier agent's lookup and verification), or None."""
     if task.template == "policy_question":
         return None
     r = random.Random(int(rng.integers(2**63)))
-    options = _mistakes(env, r)
+    options = _mistakes(state, task, r)
     kind = r.choice(sorted({k for k, _ in options}))  # kinds equally likely, whatever their number of variants
     wrong = r.choice([calls for k, calls in options if k == kind])
-    transcript = [_run(env, ToolCall("find_customer", {"email": task.email}))]
+    context = [ToolCall("find_customer", {"email": task.email})]
     if task.postal_code:
-        transcript.append(_run(env, ToolCall("verify_identity", {"customer_id": task.customer_id, "email": task.email,
-                                                                 "postal_code": task.postal_code})))
-    n_txn, n_changes = len(s.transactions), len(s.changes)
-    transcript += [_run(env, call) for call in wrong]
-    for t in s.transactions[n_txn:]:
+        context.append(ToolCall("verify_identity", {"customer_id": task.customer_id, "email": task.email,
+                                                    "postal_code": task.postal_code}))
+    return SeededError(kind, wrong, context)
+
+
+def mark_earlier(state: DeskState) -> None:
+    """Mark every transaction and change in ``state`` as the earlier agent's (``by="earlier"``)."""
+    for t in state.transactions:
         t.by = "earlier"
-    s.changes[n_changes:] = [dataclasses.replace(c, by="earlier") for c in s.changes[n_changes:]]
-    env._transcript = transcript
-    return kind, "; ".join(str(c) for c in wrong), transcript
+    state.changes[:] = [dataclasses.replace(c, by="earlier") for c in state.changes]
 
 
-def _run(env: SupportDeskEnv, call: ToolCall) -> tuple[ToolCall, str]:
-    try:
-        return call, getattr(env, call.name)(**call.arguments)
-    except ToolError as err:  # a mistake can be a failed call too; the transcript shows what the agent saw
-        return call, f"error: {err}"
+def seeded_error_undone(state: DeskState, task: SupportTask) -> bool:
+    """Whether the earlier agent's mistakes are undone: none of its transactions is still owed a void, and every
+    address it changed is what the ticket wants (or what it was)."""
+    voids = set(money_diff(state, task)[0])
+    if any(t.by == "earlier" and t.txn_id in voids for t in state.transactions):
+        return False
+    wanted = dict(task.expected.addresses)
+    orders = state.world.orders
+    return all(same_address(state.address[c.order_id], wanted.get(c.order_id, orders[c.order_id].address))
+               for c in state.changes if c.by == "earlier" and c.kind == "address")
 
 
-def _mistakes(env: SupportDeskEnv, r: random.Random) -> list[tuple[str, list[ToolCall]]]:
+def _mistakes(s: DeskState, task: SupportTask, r: random.Random) -> list[tuple[str, list[ToolCall]]]:
     """Every seeded mistake that fits this ticket, as (kind, the wrong calls)."""
-    task, s = env.task, env.state
     w, exp, cid = s.world, task.expected, task.customer_id
     mine = w.customers[cid].order_ids
     delivered = [o for o in mine if w.orders[o].status == "delivered"]
@@ -109,13 +108,12 @@ def _mistakes(env: SupportDeskEnv, r: random.Random) -> list[tuple[str, list[Too
     return options
 
 
-def concurrent_edit(env: SupportDeskEnv, rng: np.random.Generator) -> str | None:
+def concurrent_edit(s: DeskState, task: SupportTask, rng: np.random.Generator) -> str | None:
     """A colleague working a duplicate ticket makes one change this ticket still needs; None if nothing is pending.
 
     The expected final state is unchanged, so the agent must re-read and not repeat the change (a repeated refund
     or credit would be a double refund).
     """
-    task, s = env.task, env.state
     w, exp, cid = s.world, task.expected, task.customer_id
     _, refunds, charges, credits = money_diff(s, task)
     if refunds:
@@ -144,17 +142,15 @@ def concurrent_edit(env: SupportDeskEnv, rng: np.random.Generator) -> str | None
     return None
 
 
-def _change(kind: str, customer_id: str, order_id: str):
-    from .state import Change
-
+def _change(kind: str, customer_id: str, order_id: str) -> Change:
     return Change(kind, customer_id, order_id, verified=True, by="colleague")
 
 
-def read_back(env: SupportDeskEnv, call: ToolCall) -> ToolCall:
+def read_back(state: DeskState, task: SupportTask, call: ToolCall) -> ToolCall:
     """The read that shows whether ``call`` (a write) took effect."""
     order_id = call.arguments.get("order_id")
-    if isinstance(order_id, str) and order_id.strip().upper() in env.state.world.orders:
+    if isinstance(order_id, str) and order_id.strip().upper() in state.world.orders:
         return ToolCall("lookup_order", {"order_id": order_id})
     if call.name == "issue_store_credit":
-        return ToolCall("find_customer", {"email": env.task.email})
+        return ToolCall("find_customer", {"email": task.email})
     return ToolCall("view_ticket", {})

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import wording as W
+from . import wording
 from .state import (
     LATE_CREDIT_CAP,
     LATE_CREDIT_PER_DAY,
@@ -88,7 +88,6 @@ class SupportTask:
     expected: Expected
     facts: tuple[tuple[str, ...], ...]
     secrets: tuple[str, ...]  # other customers' details a reply must never contain
-    required_steps: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -118,32 +117,33 @@ class _Builder:
 
     def customer(self) -> Customer:
         r = self.r
-        first, last = r.choice(W.FIRST_NAMES), r.choice(W.LAST_NAMES)
+        first, last = r.choice(wording.FIRST_NAMES), r.choice(wording.LAST_NAMES)
         while any(c.name == f"{first} {last}" for c in self.customers.values()):
-            last = r.choice(W.LAST_NAMES)
+            last = r.choice(wording.LAST_NAMES)
         local = r.choice((f"{first}.{last}", f"{first[0]}{last}", f"{first}{r.randrange(10, 99)}")).lower()
         postal = str(self.number(10000, 99999))
         address = self.new_address(postal)
-        cust = Customer(f"C-{self.number(1000, 9999)}", f"{first} {last}", f"{local}@{r.choice(W.EMAIL_DOMAINS)}",
+        cust = Customer(f"C-{self.number(1000, 9999)}", f"{first} {last}", f"{local}@{r.choice(wording.EMAIL_DOMAINS)}",
                         postal, address, ())
         self.customers[cust.customer_id] = cust
         return cust
 
     def new_address(self, postal: str = "") -> str:
         r, postal = self.r, postal or str(self.number(10000, 99999))
-        return f"{r.randrange(2, 980)} {r.choice(W.STREETS)} {r.choice(W.STREET_KINDS)}, {r.choice(W.CITIES)} {postal}"
+        street = f"{r.randrange(2, 980)} {r.choice(wording.STREETS)} {r.choice(wording.STREET_KINDS)}"
+        return f"{street}, {r.choice(wording.CITIES)} {postal}"
 
     def product(self, pool: tuple, stock: dict[str, int] | None = None) -> Product:
         """A new product family from ``pool``; sized pools get every size. Returns one variant (the first size)."""
         r = self.r
         name, prefix, lo, hi = r.choice(pool)
-        full = f"{r.choice(W.COLORS)} {name}"
+        full = f"{r.choice(wording.COLORS)} {name}"
         while full in self._bases:  # names stay unique so a customer can name an order by one of its items
-            full = f"{r.choice(W.COLORS)} {name}"
+            full = f"{r.choice(wording.COLORS)} {name}"
         self._bases.add(full)
         family = f"{prefix}-{self.number(1000, 9999)}"
         price = r.randrange(lo, hi) * 100 + r.choice((0, 0, 50, 99))
-        sizes = W.SIZES if pool is W.APPAREL else ("",)
+        sizes = wording.SIZES if pool is wording.APPAREL else ("",)
         skus = []
         for size in sizes:
             sku = f"{family}-{size}" if size else family
@@ -180,7 +180,7 @@ class _Builder:
         self.customers[cust.customer_id] = _with_order(self.customers[cust.customer_id], order.order_id)
         return order
 
-    def items(self, n: int, pools: tuple = (W.APPAREL, W.HOME)) -> list[str]:
+    def items(self, n: int, pools: tuple = (wording.APPAREL, wording.HOME)) -> list[str]:
         return [self.product(self.r.choice(pools)).sku for _ in range(n)]
 
     def world(self) -> World:
@@ -206,7 +206,7 @@ def _ref(b: _Builder, order: Order) -> str:
 
 def _say(b: _Builder, kind: str, order: Order | None, **slots) -> str:
     slots.setdefault("ref", _ref(b, order) if order else "")
-    return b.r.choice(W.REQUESTS[kind]).format(**slots)
+    return b.r.choice(wording.REQUESTS[kind]).format(**slots)
 
 
 def _labels(b: _Builder, skus) -> str:
@@ -241,17 +241,17 @@ def _exchange(b: _Builder, me: Customer, kind: str = "exchange") -> tuple[Issue,
     n_lines = 1 if kind != "exchange" else r.choice((1, 1, 1, 2, 3))
     skus, news = [], []
     for _ in range(n_lines):
-        size, new_size = r.sample(W.SIZES, 2)
+        size, new_size = r.sample(wording.SIZES, 2)
         wanted = 0 if kind == "exchange_out_of_stock" else r.randrange(1, 6)
-        prod = b.product(W.APPAREL, stock={size: r.randrange(0, 4), new_size: wanted})
+        prod = b.product(wording.APPAREL, stock={size: r.randrange(0, 4), new_size: wanted})
         skus.append(f"{prod.family}-{size}")
         news.append(f"{prod.family}-{new_size}")
-    extra = b.items(r.randrange(0, 2), (W.HOME,))
+    extra = b.items(r.randrange(0, 2), (wording.HOME,))
     order = b.order(me, skus + extra, "delivered", age=r.randrange(2, 28))
     new = b.products[news[0]]
     if n_lines == 1:
         text = _say(b, kind, order, item=b.products[skus[0]].label,
-                    new_size=new.size, new_size_word=W.SIZE_WORDS[new.size])
+                    new_size=new.size, new_size_word=wording.SIZE_WORDS[new.size])
     else:
         pairs = zip(skus, news, strict=True)
         wants = ", ".join(f"the {b.products[s].label} for size {b.products[n].size}" for s, n in pairs)
@@ -262,7 +262,7 @@ def _exchange(b: _Builder, me: Customer, kind: str = "exchange") -> tuple[Issue,
                   f"for order {order.order_id} back to your card.")
         return Issue(kind, order.order_id, tuple(skus), tuple(news), amount=amount,
                      facts=(money_facts(amount),), answer=answer, claims=(("out_of_stock",),)), text
-    facts = tuple((f"size {b.products[n].size}", W.SIZE_WORDS[b.products[n].size]) for n in news)
+    facts = tuple((f"size {b.products[n].size}", wording.SIZE_WORDS[b.products[n].size]) for n in news)
     pairs = zip(skus, news, strict=True)
     swaps = ", ".join(f"{b.products[s].label} for size {b.products[n].size} ({n})" for s, n in pairs)
     answer = f"I set up an exchange on order {order.order_id}: {swaps}; a return label is on its way."
@@ -310,7 +310,7 @@ def _late_delivery(b: _Builder, me: Customer) -> tuple[Issue, str]:
 
 
 def _store_credit(b: _Builder, me: Customer) -> tuple[Issue, str]:
-    skus = b.items(b.r.randrange(1, 3), (W.HOME,))
+    skus = b.items(b.r.randrange(1, 3), (wording.HOME,))
     order = b.order(me, skus, "delivered", age=b.r.randrange(2, 28))
     sku = b.r.choice(skus)
     price = b.products[sku].price
@@ -321,8 +321,8 @@ def _store_credit(b: _Builder, me: Customer) -> tuple[Issue, str]:
 
 
 def _refund_over_limit(b: _Builder, me: Customer) -> tuple[Issue, str]:
-    sku = b.product(W.PRICEY).sku
-    order = b.order(me, [sku] + b.items(b.r.randrange(0, 2), (W.HOME,)), "delivered", age=b.r.randrange(2, 28))
+    sku = b.product(wording.PRICEY).sku
+    order = b.order(me, [sku] + b.items(b.r.randrange(0, 2), (wording.HOME,)), "delivered", age=b.r.randrange(2, 28))
     price = b.products[sku].price
     answer = (f"A refund of {money(price)} on order {order.order_id} is above what I can approve, so I escalated it "
               f"to a specialist who will contact you.")
@@ -367,7 +367,7 @@ def _other_customer(b: _Builder, me: Customer) -> tuple[Issue, str]:
     answer = (f"I'm unable to make changes to order {order.order_id} because it is not on your account; the account "
               f"holder needs to contact us.")
     return Issue("other_customer", order.order_id, answer=answer, claims=(("not_theirs",),)), \
-        _say(b, "other_customer", None, oid=order.order_id, relation=b.r.choice(W.RELATIONS))
+        _say(b, "other_customer", None, oid=order.order_id, relation=b.r.choice(wording.RELATIONS))
 
 
 ISSUES = {
@@ -443,7 +443,7 @@ def generate_task(rng: np.random.Generator, split: str, task_seed: int) -> Suppo
     b.order(other, b.items(r.randrange(1, 3)), "delivered", age=r.randrange(2, 40))
     b.order(me, b.items(r.randrange(1, 3)), "delivered", age=r.randrange(2, 60))  # an order the ticket is not about
     if template == "policy_question":
-        question, answer, facts = r.choice(W.POLICY_QUESTIONS)
+        question, answer, facts = r.choice(wording.POLICY_QUESTIONS)
         issues, texts = [Issue("policy_question", "", facts=(facts,), answer=answer)], [question]
     else:
         built = [ISSUES[k](b, me) for k in _kinds_for(template, r)]
@@ -466,13 +466,8 @@ def generate_task(rng: np.random.Generator, split: str, task_seed: int) -> Suppo
     world = b.world()
     secrets = tuple(s for c in world.customers.values() if c.customer_id != me.customer_id
                     for s in (c.email, c.address.split(",")[0]))
-    task = SupportTask(template, split, task_seed, world, me.customer_id, me.email, postal, message, tuple(issues),
+    return SupportTask(template, split, task_seed, world, me.customer_id, me.email, postal, message, tuple(issues),
                        expected, tuple(f for i in issues for f in i.facts), secrets)
-    from .plan import reference_plan  # the plan reads the task; importing here avoids a cycle
-    from .state import DeskState
-
-    steps = len(reference_plan(DeskState.fresh(world, me.customer_id), task))
-    return dataclasses.replace(task, required_steps=steps)
 
 
 def _naming_its_order(issue: Issue) -> Issue:
@@ -511,13 +506,13 @@ def _expected(issues: list[Issue]) -> Expected:
 def _message(r: random.Random, me: Customer, texts: list[str], postal: str) -> str:
     parts = []
     for n, text in enumerate(texts):
-        lead = r.choice(W.CONNECTORS[:-1]) if n else ""
+        lead = r.choice(wording.CONNECTORS[:-1]) if n else ""
         sentence = lead + text
         parts.append(sentence[0].upper() + sentence[1:])
     body = " ".join(parts) if r.random() < 0.5 else "\n".join(parts)
-    lines = [r.choice(W.GREETINGS), body]
+    lines = [r.choice(wording.GREETINGS), body]
     if postal:
-        lines.append(r.choice(W.VERIFY_LINES).format(postal=postal))
+        lines.append(r.choice(wording.VERIFY_LINES).format(postal=postal))
     first = me.name.split()[0]
-    lines.append(r.choice(W.SIGN_OFFS).format(first=first, name=me.name))
+    lines.append(r.choice(wording.SIGN_OFFS).format(first=first, name=me.name))
     return "\n".join(line for line in lines if line)
