@@ -37,11 +37,11 @@ def check_task(state, task) -> tuple[float, dict[str, bool], list[str]]:
     for i, goal in enumerate(task.goals, start=1):
         why = goal.check(state, task, records)
         if goal.live and not why:
-            why = _live_check(goal, state, task, records)
+            why = live_check(goal, state, task, records)
         components[f"goal{i}_{type(goal).__name__}"] = not why
         reasons += why
-    damage = _damage(state, task, records)
-    strays = _strays(state, task, records)
+    damage = damage_reasons(state, task, records)
+    strays = stray_reasons(state, task, records)
     components["nothing_damaged"] = not damage
     components["no_stray_cells"] = not strays
     reasons += damage + strays
@@ -177,7 +177,7 @@ def _describe(name: str, goal, task) -> str:
     return cells[0] if len(cells) == 1 else f"{cells[0]}:{cells[-1].split('!')[1]}"
 
 
-def _live_check(goal, state, task, records) -> list[str]:
+def live_check(goal, state, task, records) -> list[str]:
     """The first way the goal's formulas fail on changed data: each input changed alone, then the edge cases."""
     if not records:  # a task from a user's files: no data table to vary
         return []
@@ -203,7 +203,7 @@ def _raw_matches(book, key, want) -> bool:
     return same_value(raw, want)
 
 
-def _damage(state, task, records) -> list[str]:
+def damage_reasons(state, task, records) -> list[str]:
     lay, book, out = task.layout, state.book, []
     for key, want in task.static.items():
         if not _raw_matches(book, key, want):
@@ -235,7 +235,7 @@ def stray_keys(state, task, records) -> set:
     return {(s.name, r, c) for s in book.sheets.values() for (r, c) in s.cells if (s.name, r, c) not in allowed}
 
 
-def _strays(state, task, records) -> list[str]:
+def stray_reasons(state, task, records) -> list[str]:
     book = state.book
     return [f"{s}!{col_letter(c)}{r} holds {show(book.raw(s, r, c))}, which the task did not ask for; clear helper "
             f"or misplaced cells" for s, r, c in sorted(stray_keys(state, task, records))][:8]

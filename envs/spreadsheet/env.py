@@ -14,7 +14,6 @@ schema would tell a model nothing (``scripts/count_prompt_tokens.py`` measures t
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..core import CheckResult, FaultConfig, ToolCall, ToolEnv, ToolError, tool
+from ..core import CheckResult, FaultConfig, SeededError, ToolCall, ToolEnv, ToolError, tool
+from ..core.tools import suggest
 from . import faults
 from .checker import check_task
 from .formulas import (
@@ -35,6 +35,7 @@ from .formulas import (
     col_letter,
     col_number,
     parse_ref,
+    rewrite_refs,
 )
 from .functions import number_text
 from .plan import reference_plan
@@ -108,10 +109,38 @@ def _is_number_text(text: str) -> bool:
 
 class SpreadsheetEnv(ToolEnv):
     """Edit a workbook (values and live formulas) to do what the user asked: computed columns, repairs of broken
-    formulas, cleaning, de-duplication, lookups, sorting and summary tables."""
+    formulas, cleaning, de-duplication, lookups, sorting and summary tables.
+
+    ## Action space
+    One tool call per step as JSON text (``ToolEnv``): 14 tools to list sheets, read a range, find text, write values,
+    set a formula, fill, clear, insert or delete rows and columns, sort, add a sheet, and ``finish`` (finishes).
+
+    ## Observation space
+    Text: first the role and the user's request (and an earlier assistant's transcript when a mistake was seeded);
+    then each tool's answer (a table, what was written and what the formulas now show) or its refusal.
+
+    ## Rewards
+    At the end, ``check_task``'s score of the final workbook: the fraction of the request's goals met (live goals
+    must keep giving right answers when their inputs change), or 0 when a cell the request did not ask to change was
+    damaged or a helper cell left behind.
+
+    ## Starting state
+    A generated workbook (a data table from one of four domains with the mess or broken formulas the request is
+    about) and the request, from the split's templates (``templates.py``), the same for every seed given
+    ``task_seed``; or your own ``tasks``. Faults: every kind; a seeded mistake is an earlier edit one column right
+    or one row down, or a sort by the wrong column (``faults.py``).
+
+    ## Episode end
+    Terminated by ``finish``; truncated after ``3 * required_steps + 10`` turns (``max_turns``).
+
+    ## Arguments
+    As ``ToolEnv`` (``faults``, ``max_turns``, ``render_mode``), plus ``tasks``: tasks of your own
+    (``task_from_xlsx``); task ``k`` of either split is then ``tasks[k % len(tasks)]``.
+    """
 
     description = "spreadsheet editing with live formulas: computed columns, fixes, cleaning, lookups, summaries"
-    fault_kinds = faults.FAULT_KINDS
+    task_family = "SpreadsheetEnv"  # seeds the tasks: keep it when renaming or subclassing
+    seeded_error_heading = "Earlier work on this request, by the assistant before you (check it):"
     state: SheetState
     task: SheetTask
 
@@ -129,43 +158,27 @@ class SpreadsheetEnv(ToolEnv):
     # -- the core's hooks -----------------------------------------------------------------------------------------
 
     def _generate_task(self, rng: np.random.Generator, split: str, task_seed: int) -> SheetTask:
-        if self.tasks:  # a fresh copy: the plan below is stored on the task
-            task = copy.deepcopy(self.tasks[task_seed % len(self.tasks)])
-        else:
-            task = generate_task(rng, split, task_seed)
-        saved = getattr(self, "task", None), getattr(self, "state", None)
-        self.task, self.state = task, SheetState(task.book.copy(), [dict(r) for r in task.records])
-        task.plan = reference_plan(self)  # reused by the first _reference_plan of an untouched episode
-        task.required_steps = 1 + len(task.plan)  # the first look at the table, then the plan
-        self.task, self.state = saved
-        return task
+        if self.tasks:
+            return self.tasks[task_seed % len(self.tasks)]
+        return generate_task(rng, split, task_seed)
 
     def _setup(self, task: SheetTask) -> None:
         self.state = SheetState(task.book.copy(), [dict(r) for r in task.records])
-        self._transcript: list[tuple[ToolCall, str]] = []
-        self._untouched = self.state.book.version
 
     def _prompt(self) -> str:
-        parts = [ROLE, "Request:\n" + self.task.message]
-        if self._transcript:
-            lines = [f"> {call}\n< {result}" for call, result in self._transcript]
-            parts.append("Earlier work on this request, by the assistant before you (check it):\n" + "\n".join(lines))
-        return "\n\n".join(parts)
+        return f"{ROLE}\n\nRequest:\n{self.task.message}"
 
     def _check(self) -> CheckResult:
         score, components, reasons = check_task(self.state, self.task)
         return CheckResult(score, components, reasons)
 
     def _reference_plan(self) -> list[ToolCall]:
-        if self.task.plan and self.state.book.version == self._untouched and not self.state.others:
-            plan = list(self.task.plan)
-        else:
-            plan = reference_plan(self)
+        plan = reference_plan(self)
         if self.turn == 0:  # a careful agent looks at the table before it changes anything
-            plan.insert(0, self._look())
+            plan.insert(0, self._first_look())
         return plan
 
-    def _look(self) -> ToolCall:
+    def _first_look(self) -> ToolCall:
         """Read the first sheet's used range (as much of it as one read_range shows)."""
         sheet = self.task.layout.sheet
         max_r, max_c = self.state.book.extent(sheet)
@@ -173,14 +186,53 @@ class SpreadsheetEnv(ToolEnv):
         rows = max(1, min(max_r, MAX_READ // cols))
         return ToolCall("read_range", {"cells": f"{sheet}!A1:{col_letter(cols)}{rows}"})
 
-    def _seed_error(self, rng: np.random.Generator):
-        return faults.seed_error(self, rng)
+    def _seed_error(self, rng: np.random.Generator) -> SeededError | None:
+        return faults.seed_error(self.task, self.start_plan, rng)
+
+    def _apply_seeded_error(self, error: SeededError) -> list[tuple[ToolCall, str]]:
+        start = self.state.book.copy()
+        transcript = super()._apply_seeded_error(error)
+        solved = self.scratch_copy()  # the reference's solution from the untouched start
+        solved.state = SheetState(start.copy(), [dict(r) for r in self.task.records])
+        for call in self.start_plan[:-1]:
+            getattr(solved, call.name)(**call.arguments)
+        self._mistaken = faults.mistaken_cells(start, self.state.book, solved.state.book)
+        return transcript
+
+    def _seeded_error_undone(self) -> bool:
+        return faults.seeded_error_undone(self.state.book, self._mistaken)
 
     def _concurrent_edit(self, rng: np.random.Generator) -> str | None:
-        return faults.concurrent_edit(self, rng)
+        return faults.concurrent_edit(self.state, self.task, rng)
 
     def _read_back(self, call: ToolCall) -> ToolCall:
-        return faults.read_back(self, call)
+        """A read of what ``call`` wrote (at most 40 rows by 12 columns), else of the top of its sheet."""
+        target = call.arguments.get("cells") or call.arguments.get("cell")
+        if isinstance(target, str):
+            try:
+                sheet, box = self._range(target)
+            except ToolError:
+                sheet = None
+            if sheet is not None:
+                rows = min(box.r2, box.r1 + 39) if box.kind != "rows" else box.r1 + 39
+                cols = min(box.c2, box.c1 + 11) if box.kind != "cols" else box.c1 + 11
+                if call.name == "write_values":
+                    values = call.arguments.get("values") or [[None]]
+                    rows = box.r1 + min(len(values), 40) - 1
+                    width = max(len(v) for v in values if isinstance(v, list)) if values else 1
+                    cols = box.c1 + min(width, 12) - 1
+                cells = f"{sheet}!{col_letter(box.c1)}{box.r1}:{col_letter(cols)}{rows}"
+                return ToolCall("read_range", {"cells": cells})
+        if call.name == "add_sheet":
+            return ToolCall("list_sheets", {})
+        sheet = call.arguments.get("sheet")
+        try:
+            name = self._sheet_name(sheet) if isinstance(sheet, str) else self.task.layout.sheet
+        except ToolError:
+            name = self.task.layout.sheet
+        max_r, max_c = self._book.extent(name)
+        cells = f"{name}!A1:{col_letter(max(1, min(max_c, 12)))}{max(1, min(max_r, 40))}"
+        return ToolCall("read_range", {"cells": cells})
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
@@ -192,8 +244,6 @@ class SpreadsheetEnv(ToolEnv):
         try:
             return self._book.sheet(name.strip().strip("'")).name
         except KeyError:
-            from ..core.tools import suggest
-
             names = list(self._book.sheets)
             raise ToolError(f"no sheet named {name[:40]!r}{suggest(name, names)}; the sheets are "
                             f"{', '.join(names)}") from None
@@ -397,8 +447,6 @@ class SpreadsheetEnv(ToolEnv):
                 r, c = (r0 + k, c0) if down else (r0, c0 + k)
                 value = raw
                 if isinstance(raw, Formula):
-                    from .formulas import rewrite_refs
-
                     value = rewrite_refs(raw.text, lambda b, dr=r - r0, dc=c - c0: move_box(b, dr, dc))
                 self._set(sheet, r, c, value)
                 written.append((r, c))
@@ -522,8 +570,6 @@ class SpreadsheetEnv(ToolEnv):
             order_keys.append((c - box.c1, desc))
         rows = [tuple(self._book.cell_value(sheet, r, c) for c in range(box.c1, box.c2 + 1))
                 for r in range(box.r1, box.r2 + 1)]
-        import functools
-
         by_keys = functools.cmp_to_key(lambda a, b: row_compare(rows[a], rows[b], order_keys))
         order = sorted(range(len(rows)), key=by_keys)
         self._book.move_rows(sheet, [box.r1 + k for k in order], box.r1, box.c1, box.c2)

@@ -1,7 +1,7 @@
-"""The spreadsheet's domain faults: seeded mistakes, a coworker's concurrent edit, and read-backs of writes.
+"""The spreadsheet's domain faults: seeded mistakes (and when they are undone) and a coworker's concurrent edit.
 
 The core draws *whether* a fault fires; these functions decide *what* it does here. Transient errors, rate limits,
-write timeouts and stale reads need nothing domain-specific beyond ``read_back``.
+write timeouts and stale reads need nothing domain-specific beyond the env's ``_read_back``.
 
 Seeded mistakes (the episode starts after an earlier assistant's wrong edit, shown in the prompt's transcript):
 
@@ -20,20 +20,15 @@ The reference plan is a diff from the current state (``plan.py``), so it repairs
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..core.tools import ToolCall, ToolError
+from ..core import SeededError, ToolCall
 from .formulas import col_letter, parse_ref
 from .goals import InPlace, SortRows, rows_by_id
-from .plan import reference_plan
-from .templates import FIRST, LAST
+from .templates import FIRST, LAST, SheetTask
+from .workbook import Formula, Workbook
 
-if TYPE_CHECKING:
-    from .env import SpreadsheetEnv
-
-FAULT_KINDS = ("transient_error", "rate_limit", "write_timeout", "stale_read", "concurrent_edit", "seeded_error")
 _SHIFTABLE = {"write_values": "cells", "set_formula": "cell", "fill": "cells"}
 
 
@@ -46,29 +41,19 @@ def _shift_ref(text: str, drow: int, dcol: int) -> str:
     return f"{sheet}!{a}" if sheet else a
 
 
-def _run(env: SpreadsheetEnv, call: ToolCall) -> tuple[ToolCall, str]:
-    try:
-        return call, getattr(env, call.name)(**call.arguments)
-    except ToolError as err:  # a mistake can be a failed call too; the transcript shows what the agent saw
-        return call, f"error: {err}"
-
-
-def seed_error(env: SpreadsheetEnv, rng: np.random.Generator) -> tuple[str, str, list[tuple[ToolCall, str]]] | None:
-    """Apply one earlier wrong edit; return (kind, description, transcript), or None when the task has none."""
+def seed_error(task: SheetTask, plan: list[ToolCall], rng: np.random.Generator) -> SeededError | None:
+    """One earlier wrong edit, made from the start's reference ``plan`` (after a read of the table's top), or None
+    when the task has none."""
     r = random.Random(int(rng.integers(2**63)))
-    plan = reference_plan(env)
-    lay = env.task.layout
-    read = ToolCall("read_range", {"cells": f"{lay.sheet}!A1:{col_letter(len(lay.roles))}{lay.first + 2}"})
-    transcript = [_run(env, read)]
-    sort = next((g for g in env.task.goals if isinstance(g, SortRows)), None)
+    layout = task.layout
+    read = ToolCall("read_range", {"cells": f"{layout.sheet}!A1:{col_letter(len(layout.roles))}{layout.first + 2}"})
+    sort = next((g for g in task.goals if isinstance(g, SortRows)), None)
     first = next((c for c in plan if c.name in _SHIFTABLE), None)
     if sort is not None and (first is None or r.random() < 0.5):
         call = next(c for c in plan if c.name == "sort_range")
-        wrong_role = r.choice([role for role in lay.roles if role not in {k for k, _ in sort.keys}])
-        wrong = ToolCall("sort_range", {"cells": call.arguments["cells"], "keys": [lay.letter(wrong_role)]})
-        transcript.append(_run(env, wrong))
-        env._transcript = transcript
-        return "wrong_sort_key", str(wrong), transcript
+        wrong_role = r.choice([role for role in layout.roles if role not in {k for k, _ in sort.keys}])
+        wrong = ToolCall("sort_range", {"cells": call.arguments["cells"], "keys": [layout.letter(wrong_role)]})
+        return SeededError("wrong_sort_key", [wrong], [read])
     if first is None:
         return None
     kind = r.choice(("shifted_right", "shifted_down"))
@@ -76,25 +61,42 @@ def seed_error(env: SpreadsheetEnv, rng: np.random.Generator) -> tuple[str, str,
     drow, dcol = (0, 1) if kind == "shifted_right" else (1, 0)
     args = dict(first.arguments)
     args[arg] = _shift_ref(args[arg], drow, dcol)
-    if first.name == "set_formula":  # the formula was written for the right cell, so its references are off too
-        nxt = plan[plan.index(first) + 1] if plan.index(first) + 1 < len(plan) else None
-        if nxt is not None and nxt.name == "fill":
-            filled = dict(nxt.arguments)
-            filled["cells"] = _shift_ref(filled["cells"], drow, dcol)
-            transcript += [_run(env, ToolCall("set_formula", args)), _run(env, ToolCall("fill", filled))]
-            env._transcript = transcript
-            return kind, f"{ToolCall('set_formula', args)}; {ToolCall('fill', filled)}", transcript
-    wrong = ToolCall(first.name, args)
-    transcript.append(_run(env, wrong))
-    env._transcript = transcript
-    return kind, str(wrong), transcript
+    wrong = [ToolCall(first.name, args)]
+    after = plan.index(first) + 1
+    if first.name == "set_formula" and after < len(plan) and plan[after].name == "fill":
+        filled = dict(plan[after].arguments)  # the formula was written for the right cell: its references are off too
+        filled["cells"] = _shift_ref(filled["cells"], drow, dcol)
+        wrong.append(ToolCall("fill", filled))
+    return SeededError(kind, wrong, [read])
 
 
-def concurrent_edit(env: SpreadsheetEnv, rng: np.random.Generator) -> str | None:
+Cell = tuple[str, int, int]
+
+
+def cell_content(book: Workbook, key: Cell) -> tuple | None:
+    """What a cell holds, comparable across copies: ``("=", formula text)``, ``("v", value)``, or None if empty."""
+    sheet = book.sheets.get(key[0])
+    raw = sheet.cells.get(key[1:]) if sheet is not None else None
+    return None if raw is None else ("=", raw.text) if isinstance(raw, Formula) else ("v", raw)
+
+
+def mistaken_cells(start: Workbook, seeded: Workbook, solved: Workbook) -> dict[Cell, tuple | None]:
+    """The cells a seeded mistake made wrong, with what it left there: changed from the start, and not to what the
+    reference's solution from the start has (a shifted formula that happens to be right for its row is no mistake)."""
+    keys = {(s.name, r, c) for book in (start, seeded) for s in book.sheets.values() for r, c in s.cells}
+    return {k: cell_content(seeded, k) for k in keys
+            if cell_content(seeded, k) not in (cell_content(start, k), cell_content(solved, k))}
+
+
+def seeded_error_undone(book: Workbook, mistaken: dict[Cell, tuple | None]) -> bool:
+    """Whether none of the mistake's wrong cells still holds what the mistake left (put back, or done right)."""
+    return all(cell_content(book, k) != wrong for k, wrong in mistaken.items())
+
+
+def concurrent_edit(state, task: SheetTask, rng: np.random.Generator) -> str | None:
     """A coworker changes one record in the table; None when no record can be found in it."""
     r = random.Random(int(rng.integers(2**63)))
-    task, state = env.task, env.state
-    lay = task.layout
+    layout = task.layout
     where = rows_by_id(state, task)
     present = [rec for rec in state.records if rec["id"] in where]
     if not present:
@@ -113,37 +115,8 @@ def concurrent_edit(env: SpreadsheetEnv, rng: np.random.Generator) -> str | None
         return None
     rec[role] = new
     row = where[rec["id"]]
-    state.book.set_cell(lay.sheet, row, lay.col(role), new)
-    note = f"a coworker changed {lay.header(role)} of {rec['id']} ({lay.sheet}!{lay.letter(role)}{row}) to {new!r}"
+    state.book.set_cell(layout.sheet, row, layout.col(role), new)
+    where = f"{layout.sheet}!{layout.letter(role)}{row}"
+    note = f"a coworker changed {layout.header(role)} of {rec['id']} ({where}) to {new!r}"
     state.others.append(note)
     return note
-
-
-def read_back(env: SpreadsheetEnv, call: ToolCall) -> ToolCall:
-    """The read that shows whether ``call`` (a write) took effect."""
-    lay = env.task.layout
-    target = call.arguments.get("cells") or call.arguments.get("cell")
-    if isinstance(target, str):
-        try:
-            sheet, box = env._range(target)
-        except ToolError:
-            sheet = None
-        if sheet is not None:
-            rows = min(box.r2, box.r1 + 39) if box.kind != "rows" else box.r1 + 39
-            cols = min(box.c2, box.c1 + 11) if box.kind != "cols" else box.c1 + 11
-            if call.name == "write_values":
-                values = call.arguments.get("values") or [[None]]
-                rows = box.r1 + min(len(values), 40) - 1
-                cols = box.c1 + min(max(len(v) for v in values if isinstance(v, list)) if values else 1, 12) - 1
-            return ToolCall("read_range", {"cells": f"{sheet}!{col_letter(box.c1)}{box.r1}:{col_letter(cols)}{rows}"})
-    if call.name == "add_sheet":
-        return ToolCall("list_sheets", {})
-    sheet = call.arguments.get("sheet") if isinstance(call.arguments.get("sheet"), str) else lay.sheet
-    try:
-        name = env._sheet_name(sheet)
-    except ToolError:
-        name = lay.sheet
-    max_r, max_c = env.state.book.extent(name)
-    rows = max(1, min(max_r, 40))
-    cols = max(1, min(max_c, 12))
-    return ToolCall("read_range", {"cells": f"{name}!A1:{col_letter(cols)}{rows}"})

@@ -9,19 +9,10 @@ edit or a fault; because each goal plans only the cells still wrong (``goals.py`
 
 from __future__ import annotations
 
-import copy
-
 from envs.core.tools import ToolCall
-from envs.spreadsheet.checker import _damage, _live_check, _strays, stray_keys
+from envs.spreadsheet.checker import damage_reasons, live_check, stray_keys, stray_reasons
 from envs.spreadsheet.formulas import Formula, col_letter
 from envs.spreadsheet.goals import Dedupe, InPlace, SortRows, rows_by_id, same_value, table_rows
-
-
-def scratch_env(env):
-    """A copy of ``env`` whose tools act on a copy of its state (the original is untouched)."""
-    twin = copy.copy(env)
-    twin.state = env.state.copy()
-    return twin
 
 
 def _runs(keys) -> list[tuple[str, int, int, int]]:
@@ -80,12 +71,12 @@ def _goal_met(env, goal) -> bool:
     state, task = env.state, env.task
     if goal.check(state, task, state.records):
         return False
-    return not (goal.live and _live_check(goal, state, task, state.records))
+    return not (goal.live and live_check(goal, state, task, state.records))
 
 
 def reference_plan(env) -> list[ToolCall]:
     """Every call the reference policy makes from the env's current state, ending with ``finish``."""
-    twin = scratch_env(env)
+    twin = env.scratch_copy()  # the tools run on a copy of the state; the episode is untouched
     calls: list[ToolCall] = []
 
     def run(batch):
@@ -98,7 +89,8 @@ def reference_plan(env) -> list[ToolCall]:
     for goal in env.task.goals:
         if not isinstance(goal, Dedupe) and not _goal_met(twin, goal):
             run(goal.plan(twin))
-    if _damage(twin.state, twin.task, twin.state.records) or _strays(twin.state, twin.task, twin.state.records):
+    state, task = twin.state, twin.task
+    if damage_reasons(state, task, state.records) or stray_reasons(state, task, state.records):
         run(_repairs(twin))
     calls.append(ToolCall("finish", {}))
     return calls
