@@ -28,7 +28,6 @@ that recovers correctly always makes progress, even at rate 1.0.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -144,8 +143,6 @@ class SeededError:
             object.__setattr__(self, "description", "; ".join(str(c) for c in self.calls))
 
 
-_Applied = collections.namedtuple("_Applied", "variant description")  # transitional: see FaultInjector.seed_error
-
 _MESSAGES = {
     "transient_error": "error 503: the {tool} service is temporarily unavailable; nothing was done. Try again.",
     "rate_limit": "error 429: rate limit exceeded for {tool}; nothing was done. Retry after {wait} s (one turn takes "
@@ -186,13 +183,10 @@ class FaultInjector:
         error = env._seed_error(rng)
         if error is None:
             return None
-        if isinstance(error, tuple) and len(error) == 3:  # transitional: the env applied it and shows it itself
-            error = _Applied(*error[:2])
-        elif not isinstance(error, SeededError):
+        if not isinstance(error, SeededError):
             raise TypeError(f"{type(env).__name__}._seed_error must return a SeededError (or None), got "
                             f"{type(error).__name__}; e.g. SeededError('double_refund', [ToolCall(...), ...])")
-        else:
-            env.seeded_transcript = env._apply_seeded_error(error)
+        env.seeded_transcript = env._apply_seeded_error(error)
         self.snapshot = before  # a stale read can hide the earlier mistake
         self.log.append({"kind": "seeded_error", "turn": 0, "tool": None, "variant": error.variant,
                          "description": error.description})
