@@ -1,8 +1,9 @@
 """The contract every registered environment keeps, parametrized over ``envs.ENVIRONMENTS``.
 
 A new environment added to the registry is tested here with no extra code: Gymnasium's checker, determinism,
-pickling, task reproduction for GRPO groups, schemas equal to transformers', malformed actions, and the
-reference/do-nothing/random floors.
+pickling, task reproduction for GRPO groups, branch starts, schemas equal to transformers', malformed actions,
+outcomes and recovery records, and the reference/do-nothing/random floors. Each environment is held to the fault
+kinds it supports (``EnvClass.fault_kinds``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from gymnasium.envs.registration import load_env_creator
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from envs.core import FAULT_KINDS, FaultConfig
+from envs.core import FAULT_KINDS, OUTCOMES, RECOVERY_KINDS, FaultConfig
 from envs.policies import DoNothingPolicy, NoisyReferencePolicy, RandomPolicy, ReferencePolicy
 
 IDS = list(envs.ENVIRONMENTS)
@@ -31,13 +32,15 @@ for _extra in filter(None, os.environ.get("RECOVERYGYM_CONTRACT_ENVS", "").split
     if _id not in gymnasium.registry:
         gymnasium.register(id=_id, entry_point=_entry_point)
     IDS.append(_id)
-# The fault kinds each environment declares (``ToolEnv.fault_kinds``): a new environment is held to its own.
-KINDS = {i: load_env_creator(gymnasium.spec(i).entry_point).fault_kinds for i in IDS}
+CLASSES = {i: load_env_creator(gymnasium.spec(i).entry_point) for i in IDS}
+KINDS = {i: cls.fault_kinds for i, cls in CLASSES.items()}  # each environment is held to the kinds it supports
 
 
 def all_faults(env_id: str, rate: float, kinds=None) -> FaultConfig:
     """Every fault kind ``env_id`` supports (of ``kinds``, if given) at ``rate``."""
-    return FaultConfig(**{k: rate for k in KINDS[env_id] if kinds is None or k in kinds})
+    if kinds is None:
+        return CLASSES[env_id].all_faults(rate)
+    return FaultConfig(**{k: rate for k in KINDS[env_id] if k in kinds})
 
 
 def rollout(env, policy, *, seed: int, task_seed: int, split: str = "train") -> list:
@@ -188,9 +191,9 @@ def test_tool_schemas_equal_transformers_get_json_schema(env_id):
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_reset_info_and_validation(env_id):
-    env = gymnasium.make(env_id, faults={"seeded_error": 1.0})
+    env = gymnasium.make(env_id, faults=all_faults(env_id, 1.0, kinds=("seeded_error",)))
     _, info = env.reset(seed=1, options={"task_seed": 2, "split": "heldout"})
-    assert {"tools", "task_seed", "split", "template", "required_steps", "max_turns", "faults"} <= set(info)
+    assert {"tools", "task_seed", "split", "template", "required_steps", "max_turns", "faults", "recovery"} <= set(info)
     assert info["task_seed"] == 2 and info["split"] == "heldout" and info["max_turns"] >= info["required_steps"]
     with pytest.raises(ValueError, match="split"):
         env.reset(options={"split": "test"})
@@ -198,6 +201,8 @@ def test_reset_info_and_validation(env_id):
         env.reset(options={"task_seed": -1})
     with pytest.raises(ValueError, match="unknown reset option"):
         env.reset(options={"task": 1})
+    with pytest.raises(ValueError, match="list of action strings"):
+        env.reset(options={"actions": "not a list"})
     with pytest.raises(ValueError, match="did you mean 'stale_read'"):
         gymnasium.make(env_id, faults={"stale_reads": 0.1})
     with pytest.raises(ValueError, match="between 0 and 1"):
@@ -218,7 +223,7 @@ class CheckingReference(ReferencePolicy):
             return call.to_json()
         call = core.reference_call()
         if core.tool_specs()[call.name].write and not core.tool_specs()[call.name].finish:
-            self.pending = core._read_back(call)
+            self.pending = core.read_back(call)
         return call.to_json()
 
 
@@ -230,8 +235,54 @@ def test_each_fault_kind_at_rate_one_fires_and_the_reference_still_succeeds(env_
     for k in range(20):
         _, info = rollout(env, policy, seed=k, task_seed=k)
         assert info["success"], (k, info["faults"], info["reasons"])
+        assert all(r["handled"] for r in info["recovery"]), (k, info["recovery"])  # the reference recovers from all
         fired += any(f["kind"] == kind for f in info["faults"])
     assert fired >= 10, f"{kind} fired in {fired} of 20 episodes"
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_a_branch_start_continues_like_the_episode_it_replays(env_id):
+    """``reset(options={"actions": ...})`` replays the first actions; the branch then is the original episode."""
+    faults = all_faults(env_id, 0.3)
+    for k in range(3):
+        env = gymnasium.make(env_id, faults=faults)
+        steps, _ = rollout(env, NoisyReferencePolicy(0.3, seed=k, near_miss=0.5), seed=k, task_seed=k)
+        actions = [s[0] for s in steps[1:]]
+        cut = max(1, len(actions) // 2)
+        env.reset(seed=k, options={"task_seed": k})
+        for action in actions[:cut]:
+            env.step(action)
+        branch = gymnasium.make(env_id, faults=faults)
+        obs, info = branch.reset(seed=k, options={"task_seed": k, "actions": actions[:cut]})
+        assert obs == steps[cut][1] and info["prompt"] == steps[0][1] and len(info["history"]) == cut
+        for action in actions[cut:]:
+            assert branch.unwrapped.reference_action() == env.unwrapped.reference_action()
+            assert branch.step(action) == env.step(action)
+    with pytest.raises(ValueError, match="ends the episode"):
+        gymnasium.make(env_id).reset(seed=0, options={"task_seed": 0, "actions": [actions[-1]] * 2 + actions})
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_every_step_says_its_outcome_and_the_recovery_so_far(env_id):
+    env = gymnasium.make(env_id, faults=all_faults(env_id, 0.3))
+    seen = set()
+    for k in range(4):
+        policy = NoisyReferencePolicy(0.5, seed=k, near_miss=0.5)
+        obs, info = env.reset(seed=k, options={"task_seed": k})
+        count = len(info["recovery"])
+        while True:
+            obs, reward, terminated, truncated, info = env.step(policy.act(env, obs))
+            seen.add(info["outcome"])
+            assert info["outcome"] in OUTCOMES and (info["outcome"] == "fault") == (info["fault"] is not None)
+            assert (info["outcome"] == "invalid") == info["invalid_action"]
+            assert len(info["recovery"]) >= count  # cumulative
+            count = len(info["recovery"])
+            if terminated or truncated:
+                break
+        for r in info["recovery"]:
+            assert set(r) == {"kind", "turn", "tool", "handled", "turns", "detail"} and r["kind"] in RECOVERY_KINDS
+            assert isinstance(r["handled"], bool) and (r["turns"] is None) != r["handled"], r
+    assert {"ok", "fault"} <= seen
 
 
 def test_shipped_environments_support_every_fault_kind():
