@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -371,3 +372,71 @@ def test_a_string_argument_may_hold_the_tool_call_tags():
         assert "has no argument 'note'" in obs, (action, obs)  # parsed as the call it is, then validated
     obs, *_, info = env.step("<tool_call></tool_call>" * 200_000)  # every block scanned once took minutes
     assert info["invalid_action"] and "make exactly one tool call" in obs and "200000" in obs
+
+
+# -- services and outcomes -----------------------------------------------------------------------------------------
+
+
+def test_each_call_says_its_outcome_and_the_fault_that_answered():
+    env = LedgerEnv(faults={"transient_error": 1.0})
+    env.reset(seed=0, options={"task_seed": 0})
+    seen = [env.step(action)[4] for action in (call("read"), call("read"), call("pop"), "{", call("pop"))]
+    assert [(i["outcome"], i["fault"]) for i in seen] == [("fault", "transient_error"), ("ok", None),
+                                                        ("fault", "transient_error"), ("invalid", None),
+                                                        ("rejected", None)]
+
+
+def test_a_refusal_may_be_worded_without_the_error_prefix():
+    class Polite(LedgerEnv):
+        @tool(write=True)
+        def check_pin(self, pin: str) -> str:
+            """Check a pin.
+
+            Args:
+                pin: The pin.
+            """
+            raise ToolError("verification failed: wrong pin", prefix="")
+
+    env = Polite()
+    env.reset(seed=0, options={"task_seed": 0})
+    obs, *_, info = env.step(call("check_pin", pin="1"))
+    assert obs == "verification failed: wrong pin" and info["outcome"] == "rejected"
+    assert env.reference_action() == call("append", amount=env.task.amounts[0])  # a rejection changes no plan
+
+
+def test_the_seeded_mistake_is_run_through_the_tools_and_shown_in_the_prompt():
+    env = LedgerEnv(faults={"seeded_error": 1.0})
+    prompt, info = env.reset(seed=0, options={"task_seed": 0})
+    assert env.state.entries == [1000] and env.seeded_error.variant == "extra_entry"
+    assert env.seeded_transcript == [(ToolCall("append", {"amount": 1000}), "appended 1000")]
+    assert prompt.endswith("\n\nEarlier work on this task, by someone before you (check it):\n"
+                           "> append(amount=1000)\n< appended 1000")
+    assert info["faults"][0]["description"] == "append(amount=1000)"
+
+    class OldStyle(LedgerEnv):
+        def _seed_error(self, rng):
+            return "extra_entry", "appended 1000", []
+
+    with pytest.raises(TypeError, match="must return a SeededError"):
+        OldStyle(faults={"seeded_error": 1.0}).reset(seed=0)
+
+
+def test_required_steps_are_the_start_plans_calls_and_a_state_needs_copy():
+    env = LedgerEnv()
+    _, info = env.reset(seed=0, options={"task_seed": 0})
+    assert info["required_steps"] == len(env.start_plan) == 4 and info["max_turns"] == 3 * 4 + 10
+
+    class NoCopy(LedgerEnv):
+        def _setup(self, task):
+            self.state = SimpleNamespace(entries=[])
+
+    with pytest.raises(TypeError, match="needs a copy"):
+        NoCopy().reset(seed=0)
+
+
+def test_a_scratch_copy_runs_tools_on_its_own_state():
+    env = LedgerEnv()
+    env.reset(seed=0, options={"task_seed": 0})
+    twin = env.scratch_copy()
+    twin.append(5)
+    assert twin.state.entries == [5] and env.state.entries == [] and env.turn == 0
