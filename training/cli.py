@@ -24,19 +24,36 @@ USAGE = "usage: recoverygym {" + ",".join(COMMANDS) + "} ...\n\n" + "\n".join(
 
 
 def envs_main(argv: Sequence[str] = ()) -> int:
-    """``recoverygym envs``: every registered environment with its tools, fault kinds and one-line description."""
+    """``recoverygym envs``: every environment with its tools, fault kinds and one-line description.
+
+    The shipped ones, then those installed packages declare in the ``recoverygym.envs`` entry-point group; with ids
+    (``module:id`` accepted), only those.
+    """
     import argparse
 
     import gymnasium
 
     import envs
 
-    parser = argparse.ArgumentParser(prog="recoverygym envs", description="List the registered environments.")
-    parser.parse_args(argv)
-    for env_id in envs.ENVIRONMENTS:
+    parser = argparse.ArgumentParser(
+        prog="recoverygym envs",
+        description="List the environments: recoverygym's own, then those of installed packages (entry-point group "
+                    f"{envs.ENTRY_POINT_GROUP!r}).")
+    parser.add_argument("ids", nargs="*", metavar="ENV_ID",
+                        help="only these, e.g. recoverygym/SupportDesk-v0 or yourmodule:mylab/Pantry-v0")
+    args = parser.parse_args(argv)
+    try:
+        ids = [envs.resolve_env_id(i) for i in args.ids] if args.ids else envs.environments()
+    except ValueError as err:
+        parser.error(str(err))
+    for env_id in ids:
         spec = gymnasium.spec(env_id)
         cls = spec.entry_point if not isinstance(spec.entry_point, str) else _load(spec.entry_point)
-        print(f"{env_id}  {cls.description}\n    {len(cls.tool_specs())} tools; faults: {', '.join(cls.fault_kinds)}")
+        description = getattr(cls, "description", "") or (cls.__doc__ or "").strip().partition("\n")[0]
+        if hasattr(cls, "tool_specs"):
+            print(f"{env_id}  {description}\n    {len(cls.tool_specs())} tools; faults: {', '.join(cls.fault_kinds)}")
+        else:  # a plain Gymnasium environment, not a ToolEnv
+            print(f"{env_id}  {description}\n    not a recoverygym ToolEnv ({cls.__module__}.{cls.__qualname__})")
     return 0
 
 
