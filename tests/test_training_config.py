@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training.config import ConfigError, ExperimentConfig, load_config, trl_config
+from training.config import ConfigError, ExperimentConfig, eval_config, load_config, trl_config
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -18,6 +18,11 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
         ({"model": {"tiny": {"hiden_size": 32}}}, "unknown key 'model.tiny.hiden_size' (did you mean 'hidden_size'?)"),
         ({"model": {"lora": {"rank": 8}}}, "unknown key 'model.lora.rank'"),
         ({"eval": {"task": 5}}, "(did you mean 'tasks'?)"),
+        ({"eval": {"tasks": 0}}, "eval: EvalConfig.tasks must be >= 1, got 0"),  # the runner's own check
+        ({"eval": {"max_turns": "many"}}, "eval.max_turns: expected an integer, got 'many'"),
+        ({"eval": {"seed": 3}}, "eval.seed is set by the run; set run.seed instead"),
+        ({"eval": {"fault_kinds": ["all"]}}, "set eval.faults (or env.faults) instead"),
+        ({"eval": {"faults": {"rate_limt": 0.1}}}, "(did you mean 'rate_limit'?)"),
         ({"sft": {"learning_rat": 1.0e-3}}, "unknown key 'sft.learning_rat' (did you mean 'learning_rate'?)"),
         ({"grpo": {"num_generation": 4}}, "unknown key 'grpo.num_generation' (did you mean 'num_generations'?)"),
         ({"run": {"seed": "zero"}}, "run.seed: expected an integer, got 'zero'"),
@@ -96,3 +101,44 @@ def test_shipped_configs_load(path):
         overrides = [f"{s}.bf16=false" for s in ("sft", "grpo") if data.get(s, {}).get("bf16")]
     config = load_config(path, overrides)
     assert config.run.stages
+
+
+def test_each_evaluation_set_is_one_runner_config():
+    """The eval section holds when and on which sets; what an evaluation is comes from the runner's EvalConfig,
+    passed through unchanged (the one definition recoverygym eval uses)."""
+    config = load_config({"env": {"faults": {"transient_error": 0.05, "rate_limit": 0.1}, "max_turns": 14},
+                          "data": {"max_required_steps": 6}, "run": {"seed": 3},
+                          "eval": {"tasks": 7, "splits": ["heldout", "train", "seen"], "task_offset": 500,
+                                   "batch_size": 4}})
+    held, train, seen = (eval_config(config, s) for s in ("heldout", "train", "seen"))
+    assert held.splits == ("heldout",) and held.task_offset == 0 and held.max_required_steps is None
+    assert train.splits == ("train",) and train.task_offset == 500 and train.max_required_steps == 6
+    assert seen.splits == ("train",) and seen.task_offset == 0 and seen.max_required_steps == 6
+    for runner in (held, train, seen):
+        assert runner.env_ids == ("recoverygym/SupportDesk-v0",) and runner.seed == 3 and runner.tasks == 7
+        assert runner.fault_kinds == ("rate_limit=0.1+transient_error=0.05",) and runner.batch_size == 4
+        assert runner.samples == 1 and runner.max_turns == 14  # greedy: one sample; training's own turn limit
+    assert eval_config(load_config({"eval": {"max_turns": 9, "faults": {}}}), "heldout").fault_kinds == ("none",)
+    assert config.to_dict()["eval"]["tasks"] == 7 and "runner" not in config.to_dict()["eval"]
+
+
+def test_our_defaults_and_configs_raise_no_deprecation_or_cpu_warnings():
+    """TRL's default gradient_checkpointing=True reaches transformers under its deprecated name unless the run
+    passes the current one; pinned memory warns on a machine without an accelerator."""
+    import warnings
+
+    import torch
+
+    for path in [None, *[p for p in CONFIGS if p.name in ("quickstart.yaml", "multi-gpu.yaml",
+                                                                   "qwen2.5-0.5b-vllm.yaml")]]:
+        data = yaml.safe_load(path.read_text()) if path else {}
+        overrides = []
+        if not torch.cuda.is_available():
+            overrides = [f"{s}.bf16=false" for s in ("sft", "grpo") if data.get(s, {}).get("bf16")]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            config = load_config(path, overrides)
+            for stage in ("sft", "grpo"):
+                args = trl_config(config, stage)
+                assert args.activation_checkpointing == data.get(stage, {}).get("activation_checkpointing", True)
+                assert torch.cuda.is_available() or args.dataloader_pin_memory is False

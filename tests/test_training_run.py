@@ -31,13 +31,13 @@ def tiny_run(output_dir: Path, *extra: str) -> list[str]:
         "sft.max_steps=4",
         "sft.per_device_train_batch_size=4",
         "sft.max_length=4096",
-        "sft.gradient_checkpointing=false",
+        "sft.activation_checkpointing=false",
         "sft.report_to=[]",
         "grpo.max_steps=4",
         "grpo.num_generations=4",
         "grpo.per_device_train_batch_size=4",
         "grpo.max_completion_length=24",
-        "grpo.gradient_checkpointing=false",
+        "grpo.activation_checkpointing=false",
         "grpo.report_to=[]",
         *extra,
     ]
@@ -148,6 +148,38 @@ def test_sft_then_grpo_end_to_end(tmp_path):
     assert any(h["loss"] != 0.0 for h in grpo_logs), grpo_logs
     before, after = results["eval"]["before"]["seen"], results["eval"]["after"]["seen"]
     assert before["mean_score"] == 0.0 and after["mean_score"] > 0.0
+    assert after["folder"] == str(tmp_path / "eval" / "after" / "seen")
+
+
+def test_training_evaluations_are_evaluation_folders_that_report_reads(tmp_path, capsys):
+    """Training evaluates through the runner of recoverygym eval: each point and set is an ordinary evaluation folder
+    (the runner's config, one record per episode with its whole trajectory), resumable and readable by
+    ``recoverygym report``, which pairs "after" with "before" on the same tasks."""
+    from training.evaluation import cli
+    from training.evaluation.runner import load_episodes
+
+    overrides = tiny_run(tmp_path, "run.stages=[sft]", "sft.max_steps=1", "eval.points=[before, after]",
+                         "eval.splits=[heldout, train]", "eval.tasks=2", "eval.max_new_tokens=8")
+    results = run_training(None, overrides=overrides)
+    for point in ("before", "after"):
+        for split in ("heldout", "train"):
+            folder = tmp_path / "eval" / point / split
+            config = json.loads((folder / "config.json").read_text())
+            assert config["eval"]["splits"] == (["heldout"] if split == "heldout" else ["train"])
+            assert config["eval"]["max_turns"] == 2 and config["policy"]["policy"] == "transformers"
+            records = load_episodes(folder / "episodes.jsonl")
+            assert len(records) == 2 and all(r["policy"] == f"{tmp_path.name}-{point}" for r in records)
+            assert all(r["steps"] and r["prompt"] for r in records)
+            summary = results["eval"][point][split]
+            assert summary["tasks"] == 2 and summary["folder"] == str(folder)
+            assert summary["success_rate"] == sum(r["success"] for r in records) / 2
+    train = load_episodes(tmp_path / "eval" / "before" / "train" / "episodes.jsonl")
+    assert all(r["task_seed"] >= 1_000_000 for r in train)
+    assert "recoverygym report" in capsys.readouterr().out
+    folders = [str(tmp_path / "eval" / p / "heldout") for p in ("before", "after")]
+    assert cli.main(["report", *folders, "--out", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert f"{tmp_path.name}-before" in report and f"{tmp_path.name}-after" in report
 
 
 def test_table_says_when_the_task_filter_applied_and_never_on_held_out():
@@ -223,6 +255,10 @@ def test_two_processes_train_together_and_only_the_main_one_builds_evaluates_and
     # With one process GRPOConfig would refuse the config: 2 rollouts per device cannot hold a group of 4.
     assert done.stdout.count("building a tiny llama model") == 1
     assert done.stdout.count("sft step 2/2") == 1 and done.stdout.count("grpo step 2/2") == 1
+    printed = done.stdout + done.stderr  # what a newcomer reads, without --verbose:
+    for noise in ("Tokenizing train dataset", "Loading weights", "FutureWarning", "pin_memory", "experimental",
+                  "Setting accelerator to CPU"):
+        assert noise not in printed, noise
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["eval"]) == {"before", "after"} and results["final_model"].endswith("grpo/final")
     assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()

@@ -4,7 +4,10 @@ Our own sections (``run``, ``env``, ``model``, ``data``, ``eval``) map onto the 
 or misspelt key is an error that names it and suggests the nearest valid one. TRL's sections (``sft``, ``grpo``) are
 passed unchanged to ``trl.SFTConfig`` / ``trl.GRPOConfig``, which validate their own fields; we only add the
 suggestion to their "unexpected keyword" errors and fill in the few fields the run owns (output folders, seed,
-logging).
+logging). The ``eval`` section is split the same way: when and on which task sets the run evaluates is ours
+(``TrainingEvalConfig``); what one evaluation is (tasks, turn limit, samples, batch) is
+``training.evaluation.runner.EvalConfig``, the one definition ``recoverygym eval`` uses too, whose fields are passed to
+it unchanged (``eval_config``).
 
 PyYAML follows YAML 1.1, where ``1e-6`` (no dot) is a string: numbers written that way are converted, in our
 sections by the field's type and in TRL's sections by their look.
@@ -26,12 +29,13 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EnvConfig",
-    "EvalConfig",
     "ExperimentConfig",
     "LoraSettings",
     "ModelConfig",
     "RunConfig",
     "TinyModelConfig",
+    "TrainingEvalConfig",
+    "eval_config",
     "load_config",
     "trl_config",
 ]
@@ -39,6 +43,17 @@ __all__ = [
 STAGES = ("sft", "grpo")
 # Fields of TRL's configs that the run sets itself, so one YAML key cannot disagree with another.
 RUN_OWNED_TRL_FIELDS = {"output_dir": "run.output_dir", "seed": "run.seed"}
+# The same for training.evaluation.runner.EvalConfig: the eval section's other keys are its fields.
+RUN_OWNED_EVAL_FIELDS = {
+    "env_ids": "env.id",
+    "fault_kinds": "eval.faults (or env.faults)",
+    "fault_rate": "eval.faults (or env.faults)",
+    "seed": "run.seed",
+    "max_required_steps": "data.max_required_steps",
+}
+EVAL_POINTS = ("before", "after_sft", "after")
+EVAL_SPLITS = ("heldout", "train", "seen")
+TRAIN_SPLIT_OFFSET = 1_000_000  # first task seed of the ``train`` evaluation set unless eval.task_offset says otherwise
 
 
 class ConfigError(ValueError):
@@ -158,33 +173,40 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """Held-out evaluation before and after training (greedy, through the same adapter as training)."""
+class TrainingEvalConfig:
+    """When the run evaluates and on which task sets; each (point, set) is one ``runner.EvalConfig`` evaluation.
 
-    tasks: int = 50
-    """Tasks evaluated per split at each point."""
+    The ``eval`` section holds these fields plus any field of ``training.evaluation.runner.EvalConfig`` that the run
+    does not set itself: ``tasks``, ``task_offset``, ``max_turns``, ``samples``, ``batch_size``, kept in ``runner`` and
+    passed to it unchanged (it validates them; its defaults apply except ``samples``, 1 here, ``max_turns``,
+    ``env.max_turns`` here, the limit training rollouts have, and ``task_offset``, see ``splits``). The run sets the
+    environment (``env.id``), the faults (below), the seed (``run.seed``) and the task filter
+    (``data.max_required_steps``, applied to the ``train`` and ``seen`` sets).
+    """
+
+    points: tuple[str, ...] = EVAL_POINTS
+    """When to evaluate: ``before`` training, ``after_sft`` and ``after`` (the final model)."""
     splits: tuple[str, ...] = ("heldout",)
-    """``heldout``: the env's held-out split (task kinds training never shows). ``train``: unseen task seeds of the
-    training templates, from ``task_offset`` on (disjoint from every seed SFT and GRPO use). ``seen``: the first
-    SFT tasks again, to tell memorisation from generalisation."""
-    task_offset: int = 1_000_000
-    """First task seed of the ``train``-split evaluation tasks."""
+    """Task sets. ``heldout``: the env's held-out split from task 0 (task kinds training never shows; never
+    filtered). ``train``: unseen task seeds of the training templates, from ``task_offset`` (default 1,000,000, disjoint
+    from every seed SFT and GRPO use). ``seen``: the first SFT tasks again, to tell memorisation from
+    generalisation."""
     faults: dict[str, float] | None = None
     """Fault rates during evaluation; None uses ``env.faults``."""
     max_new_tokens: int = 96
-    """Token limit of one assistant turn."""
-    max_turns: int = 12
-    """Assistant turns per episode before it is cut off."""
-    points: tuple[str, ...] = ("before", "after_sft", "after")
-    """When to evaluate: ``before`` training, ``after_sft`` and ``after`` (the final model)."""
+    """Token limit of one assistant turn (the model policy's generation budget)."""
+    runner: dict[str, Any] = field(default_factory=dict)
+    """The section's ``runner.EvalConfig`` fields, as given."""
 
     def __post_init__(self) -> None:
-        unknown = [p for p in self.points if p not in ("before", "after_sft", "after")]
+        unknown = [p for p in self.points if p not in EVAL_POINTS]
         if unknown:
-            raise ConfigError(f"eval.points: unknown {unknown}; valid: ['before', 'after_sft', 'after']")
-        bad = [s for s in self.splits if s not in ("train", "heldout", "seen")]
+            raise ConfigError(f"eval.points: unknown {unknown}; valid: {list(EVAL_POINTS)}")
+        bad = [s for s in self.splits if s not in EVAL_SPLITS]
         if bad or not self.splits:
             raise ConfigError(f"eval.splits={list(self.splits)}: use 'heldout', 'train' (unseen seeds) or 'seen'")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"eval.max_new_tokens={self.max_new_tokens}: must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -195,14 +217,41 @@ class ExperimentConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: TrainingEvalConfig = field(default_factory=TrainingEvalConfig)
     sft: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of ``trl.SFTConfig``."""
     grpo: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of ``trl.GRPOConfig``."""
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        """The config as its YAML file would hold it (the eval section flat, as written)."""
+        data = _plain(dataclasses.asdict(self))
+        data["eval"] = {**{k: v for k, v in data["eval"].items() if k != "runner"}, **data["eval"]["runner"]}
+        return data
+
+
+def eval_config(config: ExperimentConfig, split: str):
+    """The ``training.evaluation.runner.EvalConfig`` of the evaluation set ``split`` (``heldout``, ``train``, ``seen``).
+
+    Raises:
+        ValueError: the runner's own message for a value it refuses (e.g. ``tasks: 0``).
+    """
+    from training.evaluation.runner import EvalConfig, fault_setting
+
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"unknown evaluation set {split!r}; valid: {list(EVAL_SPLITS)}")
+    faults = config.env.faults if config.eval.faults is None else config.eval.faults
+    options = {"samples": 1, "max_turns": config.env.max_turns, **config.eval.runner}
+    train_offset = options.pop("task_offset", TRAIN_SPLIT_OFFSET)
+    return EvalConfig(
+        env_ids=(config.env.id,),
+        splits=("heldout" if split == "heldout" else "train",),
+        fault_kinds=(fault_setting(faults),),
+        seed=config.run.seed,
+        task_offset=train_offset if split == "train" else 0,
+        max_required_steps=None if split == "heldout" else config.data.max_required_steps,
+        **options,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -300,6 +349,11 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
         if key in ("sft", "grpo") and cls is ExperimentConfig:
             kwargs[key] = _number_like(dict(value or {}))
             continue
+        if key == "eval" and cls is ExperimentConfig:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"eval: expected a mapping of eval keys, got {value!r}")
+            kwargs[key] = _build_eval(value, path)
+            continue
         kwargs[key] = _convert(value, hints[key], path)
     try:
         return cls(**kwargs)
@@ -307,6 +361,28 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
         raise
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where or 'config'}: {err}") from err
+
+
+def _build_eval(values: Mapping[str, Any], where: str) -> TrainingEvalConfig:
+    """The eval section: our own keys, and ``runner.EvalConfig`` fields converted by that class's field types."""
+    from training.evaluation.runner import EvalConfig
+
+    own = [f.name for f in dataclasses.fields(TrainingEvalConfig) if f.name != "runner"]
+    hints = typing.get_type_hints(EvalConfig)
+    passed = [f.name for f in dataclasses.fields(EvalConfig) if f.name not in RUN_OWNED_EVAL_FIELDS]
+    mine, runner = {}, {}
+    for key, value in values.items():
+        path = f"{where}.{key}"
+        if key in own:
+            mine[key] = value
+        elif key in passed:
+            runner[key] = _convert(value, hints[key], path)
+        elif key in RUN_OWNED_EVAL_FIELDS:
+            raise ConfigError(f"{path} is set by the run; set {RUN_OWNED_EVAL_FIELDS[key]} instead")
+        else:
+            names = own + passed
+            raise ConfigError(f"unknown key {path!r}{_suggest(str(key), names)}; valid keys here: {', '.join(names)}")
+    return _build(TrainingEvalConfig, {**mine, "runner": runner}, where)
 
 
 def _set_override(data: dict[str, Any], assignment: str) -> None:
@@ -353,6 +429,11 @@ def load_config(
     config = _build(ExperimentConfig, data, "")
     for stage in config.run.stages:  # let TRL reject a misspelt key now, not after an hour of SFT
         trl_config(config, stage)
+    for split in config.eval.splits:  # and the evaluation runner a value it refuses, before any training
+        try:
+            eval_config(config, split)
+        except ValueError as err:
+            raise ConfigError(f"eval: {err}") from err
     return config
 
 
@@ -376,8 +457,10 @@ def trl_config(config: ExperimentConfig, stage: str):
     """``trl.SFTConfig`` or ``trl.GRPOConfig`` from the ``sft``/``grpo`` section, with the run's own fields filled.
 
     The run sets ``output_dir`` (``<run.output_dir>/<stage>``) and ``seed``. Defaults that differ from TRL's:
-    tensorboard logging, a compact log line every step instead of progress bars, assistant-only loss for SFT,
-    and ``bf16: false`` on a machine without an accelerator. Anything else is TRL's to validate.
+    tensorboard logging, the run's own progress line instead of progress bars, assistant-only loss for SFT, and on a
+    machine without an accelerator ``bf16: false`` and no pinned memory. TRL's default of checkpointing activations
+    is passed under transformers' current name (``activation_checkpointing``; ``gradient_checkpointing`` is its
+    deprecated alias). Anything else is TRL's to validate.
     """
     import trl
 
@@ -396,8 +479,20 @@ def trl_config(config: ExperimentConfig, stage: str):
         **({"assistant_only_loss": True} if stage == "sft" else {}),
         **given,
     }
-    if "bf16" not in given and "fp16" not in given and not _has_accelerator():
-        kwargs["bf16"] = False  # TRL defaults to bf16, which it refuses on a CPU unless use_cpu is set
+    names = {f.name for f in dataclasses.fields(cls)}
+    if "activation_checkpointing" in names:
+        if not {"gradient_checkpointing", "activation_checkpointing"} & set(given):  # TRL's default, current name
+            kwargs["activation_checkpointing"] = next(f.default for f in dataclasses.fields(cls)
+                                                      if f.name == "gradient_checkpointing")
+    else:  # a transformers from before the rename (the lent GPU image has 5.17): the old names
+        for new_name, old_name in (("activation_checkpointing", "gradient_checkpointing"),
+                                   ("activation_checkpointing_kwargs", "gradient_checkpointing_kwargs")):
+            if new_name in kwargs:
+                kwargs[old_name] = kwargs.pop(new_name)
+    if not _has_accelerator():
+        if "bf16" not in given and "fp16" not in given:
+            kwargs["bf16"] = False  # TRL defaults to bf16, which it refuses on a CPU unless use_cpu is set
+        kwargs.setdefault("dataloader_pin_memory", False)  # nothing to pin for; torch warns every epoch
     try:
         return cls(**kwargs)
     except TypeError as err:

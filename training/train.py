@@ -7,7 +7,9 @@ The run folder (``run.output_dir``) holds everything a run makes::
     sft/checkpoint-N/      SFTTrainer checkpoints; sft/final/ once the stage finished
     grpo/checkpoint-N/     GRPOTrainer checkpoints; grpo/final/ is the trained model
     sft/runs, grpo/runs    tensorboard logs (TRL's report_to)
-    results.json           held-out evaluation at each point, stage timings, final training metrics
+    eval/<point>/<set>/    each evaluation (point: before, after_sft, after; set: heldout, train, seen), an ordinary
+                           evaluation folder (config.json, episodes.jsonl, results.json): `recoverygym report` reads it
+    results.json           the evaluations' summaries, stage timings, final training metrics
 
 Running the same command again continues an interrupted run: finished stages and evaluations are skipped and a
 stage in progress resumes from its last checkpoint (model, optimizer, scheduler, RNG and data position).
@@ -61,130 +63,69 @@ def _log(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Held-out evaluation (greedy, through the same adapter GRPO uses)
+# Evaluation: the same runner, model policy, episode records and folders as ``recoverygym eval``
 
 
-def evaluate_model(model, tokenizer, config: ExperimentConfig, *, split: str = "heldout", batch_size: int = 64):
-    """Greedy multi-turn episodes through the TRL adapter; success = the checker's score is 1.
+def evaluate_model(model, config: ExperimentConfig, *, split: str = "heldout", out_dir: str | Path,
+                   name: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate ``model`` (a checkpoint folder, or a ``TransformersPolicy``) on one evaluation set, greedily.
 
-    ``split="heldout"``: the env's held-out split. ``split="train"``: unseen seeds of the training templates (from
-    ``eval.task_offset``). ``split="seen"``: the first SFT tasks again (memorisation, not generalisation). Prompt,
-    tool list and tool results are exactly what GRPO rollouts see. A turn without a tool call ends the episode;
-    the score is the checker's score of the final state.
+    Runs ``training.evaluation.runner.run_eval`` with the set's ``eval_config``, so ``out_dir`` is an ordinary
+    evaluation folder (``config.json``, ``episodes.jsonl``, ``results.json``) that ``recoverygym report`` reads and
+    an interrupted evaluation resumes from. The model sees the prompt training rendered (tools in TRL's order, the
+    transcript as GRPO builds it): ``tests/test_rendering.py``. An episode ends when the finishing tool runs or at the
+    turn limit (``eval.max_turns``, else ``env.max_turns``, else the env's own); every action is one turn, an action
+    without a valid tool call included.
+
+    Returns the summary kept in ``results.json``: success rate, mean score, tool calls per episode and, per episode,
+    its task seed and outcome (for the paired comparison with "before").
     """
-    from training.adapter import make_environment_factory
+    from training.config import eval_config
+    from training.evaluation.model_policy import TransformersPolicy
+    from training.evaluation.runner import load_episodes, run_eval
 
-    cfg = config.eval
-    faults = config.env.faults if cfg.faults is None else cfg.faults
-    env_split = "heldout" if split == "heldout" else "train"
-    if split == "heldout":  # the environment's held-out split as it is: never filtered
-        seeds = list(range(cfg.tasks))
-    else:
-        first = cfg.task_offset if split == "train" else 0  # "seen": the first SFT tasks again
-        seeds = _task_seeds(config, first, cfg.tasks)
-    factory = make_environment_factory(config.env.id, faults=faults, max_turns=config.env.max_turns)
-    episodes = []
-    for start in range(0, len(seeds), batch_size):
-        chunk = seeds[start : start + batch_size]
-        envs = [factory() for _ in chunk]
-        rollout = (model, tokenizer, envs, chunk, env_split, config.run.seed, cfg.max_new_tokens, cfg.max_turns)
-        episodes += _greedy_episodes(*rollout)
+    runner_config = eval_config(config, split)
+    if not isinstance(model, TransformersPolicy):
+        model = _model_policy(str(model), config, name)
+    out = Path(out_dir)
+    run_eval(model, runner_config, out, progress=progress, command=f"recoverygym train (evaluation set {split})")
+    episodes = load_episodes(out / "episodes.jsonl")
     n = len(episodes)
+    faults = config.env.faults if config.eval.faults is None else config.eval.faults
     return {
         "tasks": n,
         "env_id": config.env.id,
         "split": split,
-        "task_seeds": [seeds[0], seeds[-1]] if seeds else [],
+        "task_seeds": sorted({e["task_seed"] for e in episodes}),
         "faults": dict(faults),
-        "max_turns": cfg.max_turns,
+        "max_turns": runner_config.max_turns,
+        "folder": str(out),
         "success_rate": sum(e["success"] for e in episodes) / n if n else 0.0,
         "mean_score": sum(e["score"] for e in episodes) / n if n else 0.0,
-        "mean_tool_calls": sum(e["tool_calls"] for e in episodes) / n if n else 0.0,
-        "episodes": episodes,
+        "mean_tool_calls": sum(e["turns"] - e["invalid_actions"] for e in episodes) / n if n else 0.0,
+        "truncated": sum(e["truncated"] for e in episodes),
+        "episodes": [
+            {"task_seed": e["task_seed"], "sample": e["sample"], "success": e["success"], "score": e["score"]}
+            for e in episodes
+        ],
     }
 
 
-def _greedy_episodes(model, tokenizer, envs, task_seeds, split, seed, max_new_tokens, max_turns) -> list[dict]:
-    import inspect
+def _model_policy(path: str, config: ExperimentConfig, name: str | None):
+    """The greedy transformers policy ``recoverygym eval --policy model:PATH`` would build, on the run's device."""
+    from accelerate import PartialState
 
-    import torch
-    from trl.chat_template_utils import parse_response
+    from training.evaluation.model_policy import TransformersPolicy
 
-    names = [n for n, _ in inspect.getmembers(type(envs[0]), inspect.isfunction) if n not in ("reset", "get_reward")]
-    names = [n for n in names if not n.startswith("_")]  # the same tools, in the same order, as TRL renders them
-    conversations, tools, ended = [], [], []
-    for env, task_seed in zip(envs, task_seeds, strict=True):
-        prompt = env.reset(task_seed=task_seed, split=split, seed=seed + task_seed)
-        conversations.append([{"role": "user", "content": prompt}])
-        tools.append([getattr(env, n) for n in names])
-        ended.append(None)
-    calls = [0] * len(envs)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        for _ in range(max_turns):
-            active = [i for i, e in enumerate(ended) if e is None]
-            if not active:
-                break
-            prompts = [
-                tokenizer.apply_chat_template(
-                    conversations[i], tools=tools[i], add_generation_prompt=True, tokenize=False
-                )
-                for i in active
-            ]
-            batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            with torch.no_grad():
-                out = model.generate(
-                    **batch,
-                    do_sample=False,
-                    max_new_tokens=max_new_tokens,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                )
-            width = batch["input_ids"].shape[1]
-            for row, i in enumerate(active):
-                prefix = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
-                completion = out[row, width:].tolist()
-                if tokenizer.eos_token_id in completion:
-                    completion = completion[: completion.index(tokenizer.eos_token_id) + 1]
-                else:
-                    completion = [t for t in completion if t != tokenizer.pad_token_id]
-                message = parse_response(tokenizer, completion, prefix=prefix, tools=tools[i])
-                conversations[i].append(message)
-                tool_calls = message.get("tool_calls") or []
-                if not tool_calls:
-                    ended[i] = "no tool call"
-                    continue
-                for call in tool_calls:
-                    function = call.get("function", {})
-                    name, arguments = function.get("name"), function.get("arguments") or {}
-                    tool = getattr(envs[i], name, None) if name in names else None
-                    result = tool(**arguments) if tool and isinstance(arguments, dict) else f"unknown tool {name!r}"
-                    calls[i] += 1
-                    conversations[i].append({"role": "tool", "name": str(name), "content": str(result)})
-                if envs[i]._episode.done is not None:
-                    ended[i] = envs[i]._episode.done
-    finally:
-        tokenizer.padding_side = padding_side
-        model.train(was_training)
-    episodes = []
-    for env, task_seed, end, n_calls in zip(envs, task_seeds, ended, calls, strict=True):
-        score = env.get_reward()
-        faults = env._episode.info.get("faults", [])
-        episodes.append(
-            {
-                "task_seed": int(task_seed),
-                "score": score,
-                "success": score == 1.0,
-                "tool_calls": n_calls,
-                "ended": end or "turn budget",
-                "faults_fired": len(faults),
-            }
-        )
-    return episodes
+    device = PartialState().device
+    return TransformersPolicy(
+        path,
+        max_new_tokens=config.eval.max_new_tokens,
+        seed=config.run.seed,
+        dtype=config.model.dtype,
+        device=None if device.type == "cpu" else device,
+        name=name,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -327,11 +268,13 @@ def _gathered(model):
     return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
 
 
-def build_trainer(stage: str, config: ExperimentConfig, start: str, *, callbacks: Sequence[Any] = ()):
+def build_trainer(stage: str, config: ExperimentConfig, start: str, *, callbacks: Sequence[Any] = (),
+                  verbose: bool = False, data=None):
     """The TRL trainer of one stage (``sft`` or ``grpo``), starting from the checkpoint folder ``start``.
 
     SFT: ``trl.SFTTrainer`` on scripted demonstrations. GRPO: ``trl.GRPOTrainer`` with the environment adapter as
-    ``environment_factory`` and one dataset row per training task (the env owns the reward).
+    ``environment_factory`` and one dataset row per training task (the env owns the reward). ``data`` replaces the
+    dataset the config describes (``datasets.sft_dataset`` / ``grpo_dataset`` rows).
     """
     import trl
     from transformers.trainer_callback import PrinterCallback
@@ -345,28 +288,30 @@ def build_trainer(stage: str, config: ExperimentConfig, start: str, *, callbacks
         args=args,
         processing_class=tokenizer,
         peft_config=_peft_config(config),
-        callbacks=[_ProgressLine(stage), *callbacks],
+        callbacks=[_StageProgress(stage, verbose), *callbacks],
     )
     if stage == "sft":
-        data = _sft_data(config, _task_seeds(config, 0, config.data.sft_tasks))
-        _log(f"SFT on {len(data)} demonstrations ({config.data.sft_tasks} tasks, failed noisy ones dropped)")
+        if data is None:
+            data = _sft_data(config, _task_seeds(config, 0, config.data.sft_tasks))
+            _log(f"SFT on {len(data)} demonstrations ({config.data.sft_tasks} tasks, failed noisy ones dropped)")
         _check_sft_length(data, tokenizer, args.max_length)
         trainer = trl.SFTTrainer(train_dataset=data, **common)
     elif stage == "grpo":
         from training.datasets import grpo_dataset
 
-        data = grpo_dataset(
-            _task_seeds(config, config.data.grpo_task_offset, config.data.grpo_tasks),
-            split="train",
-            faults=config.env.faults,
-            seed=config.run.seed,
-        )
+        if data is None:
+            data = grpo_dataset(
+                _task_seeds(config, config.data.grpo_task_offset, config.data.grpo_tasks),
+                split="train",
+                faults=config.env.faults,
+                seed=config.run.seed,
+            )
         factory = make_environment_factory(config.env.id, faults=config.env.faults, max_turns=config.env.max_turns)
         _log(f"GRPO on {len(data)} tasks x {args.num_generations} rollouts, environment {config.env.id}")
         trainer = trl.GRPOTrainer(train_dataset=data, environment_factory=factory, **common)
     else:
         raise ValueError(f"unknown stage {stage!r}; stages are 'sft' and 'grpo'")
-    trainer.remove_callback(PrinterCallback)  # _ProgressLine prints a compact line per step instead
+    trainer.remove_callback(PrinterCallback)  # _StageProgress shows the steps instead
     return trainer
 
 
@@ -389,11 +334,12 @@ def _check_sft_length(data, tokenizer, max_length: int | None) -> None:
         )
 
 
-def _train_stage(stage: str, config: ExperimentConfig, start: str, run_dir: Path, callbacks) -> dict[str, Any]:
+def _train_stage(stage: str, config: ExperimentConfig, start: str, run_dir: Path, callbacks,
+                 verbose: bool = False) -> dict[str, Any]:
     """Run one stage, resuming from its last checkpoint if any; returns timing and the last logged metrics."""
     stage_dir = run_dir / stage
     resume_from = _last_checkpoint(stage_dir, config.run.resume)
-    trainer = build_trainer(stage, config, start, callbacks=callbacks)
+    trainer = build_trainer(stage, config, start, callbacks=callbacks, verbose=verbose)
     if resume_from:
         _log(f"{stage}: resuming from {resume_from}")
     started = time.perf_counter()
@@ -411,21 +357,51 @@ def _train_stage(stage: str, config: ExperimentConfig, start: str, run_dir: Path
     }
 
 
-class _ProgressLine:
-    """One compact line per logged step, so a long CPU run shows where it is even with progress bars off."""
+class _StageProgress:
+    """Where a stage is: one progress bar with the step, its ETA and the latest loss/reward (a line per logged step
+    with ``--verbose``), then one line with the stage's time. Into a log file the bar is redrawn every 30 s."""
 
-    def __new__(cls, stage: str):
+    KEYS = ("loss", "reward", "reward_std", "mean_token_accuracy", "tools/call_frequency")
+
+    def __new__(cls, stage: str, verbose: bool = False):
         from transformers import TrainerCallback
 
-        class ProgressLine(TrainerCallback):
+        from training.evaluation.runner import _bar_interval
+
+        class StageProgress(TrainerCallback):
+            bar = None
+            started = 0.0
+            shown = ""
+
+            def on_train_begin(self, args, state, control, **kwargs):
+                self.started = time.perf_counter()
+                if not verbose and state.is_world_process_zero:
+                    from tqdm.auto import tqdm
+
+                    self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=stage, unit="step",
+                                    dynamic_ncols=True, mininterval=_bar_interval())
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if self.bar is not None:
+                    self.bar.update(state.global_step - self.bar.n)
+
             def on_log(self, args, state, control, logs=None, **kwargs):
                 if not logs or "loss" not in logs:
                     return
-                keys = ("loss", "reward", "reward_std", "mean_token_accuracy", "tools/call_frequency")
-                shown = " ".join(f"{k}={logs[k]:.4g}" for k in keys if isinstance(logs.get(k), (int, float)))
-                _log(f"{stage} step {state.global_step}/{state.max_steps} {shown}")
+                self.shown = " ".join(f"{k}={logs[k]:.4g}" for k in cls.KEYS if isinstance(logs.get(k), (int, float)))
+                if self.bar is not None:
+                    self.bar.set_postfix_str(self.shown.replace("tools/", ""), refresh=False)
+                elif verbose:
+                    _log(f"{stage} step {state.global_step}/{state.max_steps} {self.shown}")
 
-        return ProgressLine()
+            def on_train_end(self, args, state, control, **kwargs):
+                if self.bar is not None:
+                    self.bar.close()
+                    self.bar = None
+                seconds = time.perf_counter() - self.started
+                _log(f"{stage} step {state.global_step}/{state.max_steps} done in {_duration(seconds)} {self.shown}")
+
+        return StageProgress()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -433,28 +409,38 @@ class _ProgressLine:
 
 
 def _evaluate_point(point: str, path: str, config: ExperimentConfig, results: dict, results_file: Path) -> None:
-    """Evaluate the checkpoint ``path`` once per split (on the main process) and record it under ``point``."""
+    """Evaluate the checkpoint ``path`` once per evaluation set (on the main process) and record it under ``point``.
+
+    Each set's episodes go to ``<run>/eval/<point>/<set>/``, an evaluation folder like any ``recoverygym eval`` writes.
+    """
     from accelerate import PartialState
 
     state = PartialState()
     todo = [s for s in config.eval.splits if s not in results["eval"].get(point, {})]
     if point in config.eval.points and todo and state.is_main_process:
         _no_zero3_loading()
-        model, tokenizer = _load(path, config)
-        if state.device.type != "cpu":
-            model = model.to(state.device)
+        run_dir = results_file.parent
+        policy = _model_policy(path, config, f"{run_dir.name}-{point}")
         for split in todo:
             label = split_label(split, config.data.max_required_steps)
-            _log(f"evaluating {POINT_LABELS[point]} on {config.eval.tasks} {label} ...")
+            folder = run_dir / "eval" / point / split
+            _log(f"evaluating {POINT_LABELS[point]} on {label}: {folder}")
             started = time.perf_counter()
-            summary = evaluate_model(model, tokenizer, config, split=split)
+            summary = evaluate_model(policy, config, split=split, out_dir=folder, progress=True)
             summary["seconds"] = round(time.perf_counter() - started, 1)
             summary["model"] = path
             results["eval"].setdefault(point, {})[split] = summary
             rate, score = summary["success_rate"], summary["mean_score"]
-            _log(f"{POINT_LABELS[point]}: success {rate:.1%}, mean score {score:.3f} ({summary['seconds']} s)")
+            _log(f"{POINT_LABELS[point]}, {label}: success {rate:.1%}, mean score {score:.3f} "
+                 f"({summary['tasks']} tasks, {_duration(summary['seconds'])})")
             _write_json(results_file, results)
+        del policy
     state.wait_for_everyone()
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def _no_zero3_loading() -> None:
@@ -532,6 +518,7 @@ def run_training(
     *,
     overrides: Sequence[str] = (),
     callbacks: Sequence[Any] = (),
+    verbose: bool = True,
 ) -> dict[str, Any]:
     """Run (or continue) the experiment described by ``config``; returns the results also written to results.json.
 
@@ -539,7 +526,12 @@ def run_training(
         config: A YAML path, a loaded ``ExperimentConfig``, or None for the defaults (plus ``overrides``).
         overrides: ``section.key=value`` assignments applied on top of the YAML file (e.g. ``grpo.max_steps=10``).
         callbacks: Extra ``transformers.TrainerCallback`` objects for both trainers.
+        verbose: A line per training step and the libraries' own output (progress bars of dataset preparation and
+            weight loading, their warnings); False shows one progress bar per stage and quiets the libraries
+            (``recoverygym train`` without ``--verbose``).
     """
+    if not verbose:
+        _quiet_libraries()
     from accelerate import PartialState
     from transformers import set_seed
 
@@ -572,7 +564,7 @@ def run_training(
             _log(f"{stage}: already finished ({final}), skipping")
         else:
             set_seed(config.run.seed)
-            results["stages"][stage] = _train_stage(stage, config, current, run_dir, callbacks)
+            results["stages"][stage] = _train_stage(stage, config, current, run_dir, callbacks, verbose)
             if state.is_main_process:
                 _write_json(results_file, results)
         current = str(final)
@@ -586,7 +578,41 @@ def run_training(
         _write_json(results_file, results)
         print("\n" + results_table(results) + "\n", flush=True)
         _log(f"run folder: {run_dir} (final model {current}, results {results_file})")
+        if results["eval"]:
+            _log(f"evaluation folders: {run_dir / 'eval'}/<point>/<set>; a report with plots and a trajectory viewer:")
+            print(f"  {_report_command(results, run_dir)}", flush=True)
     return results
+
+
+def _report_command(results: dict[str, Any], run_dir: Path) -> str:
+    """The ``recoverygym report`` command for this run's evaluations, "before" first (the paired baseline)."""
+    import shlex
+
+    folders = [str(run_dir / "eval" / point / split) for point in POINT_LABELS
+               for split in results["eval"].get(point, {})]
+    return shlex.join(["recoverygym", "report", *folders, "--out", str(run_dir / "report")])
+
+
+def _quiet_libraries() -> None:
+    """What a newcomer should not have to read: the progress bars of dataset preparation and weight loading, TRL's
+    notice that environment_factory is experimental, DeepSpeed's "no accelerator found" on a CPU, transformers' info
+    and warning logs, and TRL's use of a property transformers deprecates. ``--verbose`` keeps them all."""
+    import warnings
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed would guess the same, with a warning
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    # TRL 1.16's generation context reads the model's is_gradient_checkpointing, which transformers 5.2x deprecates:
+    # the libraries' business, not an argument of ours (ours use the current names).
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def _write_config(path: Path, config: ExperimentConfig) -> None:
@@ -612,6 +638,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--output-dir", help="run folder (same as --set run.output_dir=...)")
     parser.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run folder")
+    parser.add_argument("--verbose", action="store_true",
+                        help="a line per training step, and the libraries' own progress bars and warnings")
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
     if args.output_dir:
@@ -619,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_resume:
         overrides.append("run.resume=false")
     try:
-        run_training(args.config, overrides=overrides)
+        run_training(args.config, overrides=overrides, verbose=args.verbose)
     except ConfigError as err:
         print(f"recoverygym train: {err}", file=sys.stderr)
         return 2
