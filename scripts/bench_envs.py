@@ -94,12 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", action="append",
-                        help="environment id, registered or module:id (repeatable; default: every recoverygym env)")
+                        help="environment id: registered, module:id, or an installed package's (repeatable; "
+                             "default: every environment `recoverygym envs` lists)")
     parser.add_argument("--seconds", type=float, default=3.0, help="wall time per measurement (default 3)")
     parser.add_argument("--split", default="train", choices=["train", "heldout"])
     parser.add_argument("--read-only", action="store_true", help="also measure bare read-tool steps/s")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
+    try:  # the module of a module:id is imported and installed packages are looked up here, before any timing
+        env_ids = [envs.resolve_env_id(e) for e in args.env] if args.env else envs.environments()
+    except ValueError as err:
+        parser.error(str(err))
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the issue asks
     print(f"python {platform.python_version()} on {platform.machine()}, one core, {args.seconds:g} s per row, "
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'environment':<30}{'faults':<10}{'episodes/s':>12}{'steps/s':>10}{'step() only':>13}{'replay ep/s':>13}"
           f"{'replay steps/s':>16}{'steps/ep':>10}{'success':>9}")
     results = []
-    for env_id in args.env or list(envs.ENVIRONMENTS):
+    for env_id in env_ids:
         every_kind = gymnasium.make(env_id, disable_env_checker=True).unwrapped.all_faults(0.2)
         for label, faults in (("off", None), ("all 0.2", every_kind)):
             r = bench_episodes(env_id, faults, args.seconds, args.split)
