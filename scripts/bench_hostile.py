@@ -351,7 +351,7 @@ class Hostile:
 
 
 def summarize(text: str, limit: int = 160) -> str:
-    """The action text with long runs collapsed (``'x'*1000000``), cut to ``limit``, and its length."""
+    """The action text with long runs collapsed (``{'x'*1000000}``), cut to ``limit``, and its length."""
     head = text[:4_000]
 
     def run(m: re.Match) -> str:
@@ -359,9 +359,9 @@ def summarize(text: str, limit: int = 160) -> str:
         if m.end() > len(head) - len(unit):  # the run goes on past the head: count it in the whole text
             rest = text[m.start():]
             n = (len(rest) - len(rest.lstrip(unit))) // len(unit)
-        return f"{unit!r}*{n}"
+        return f"{{{unit!r}*{n}}}"  # in braces: '{'1+'*999}1' is 999 times '1+', then '1'
 
-    head = _RUN_RE.sub(run, head)
+    head = _RUN_RE.sub(run, head).replace("\n", "\\n").replace("\t", "\\t")  # one line per action
     head = head if len(head) <= limit else head[: limit - 3] + "..."
     return f"{head} ({len(text):,} chars)" if len(text) > 60 else repr(text)
 
@@ -608,10 +608,12 @@ def _where(err: BaseException) -> str:
 
 
 def bench(env_id: str, faults: FaultConfig | None, seed: int, seconds: float, examples: int, step_timeout: float):
-    """Play hostile episodes on ``env_id`` for ``seconds`` or ``examples`` actions; return (times, slow, errors)."""
+    """Play hostile episodes on ``env_id`` for ``seconds`` or ``examples`` actions; return (step times, action-drawing
+    times (the reference's planning), errors)."""
     env = gymnasium.make(env_id, faults=faults, disable_env_checker=True).unwrapped
     draw = RandomDraw(seed)
     times: list[tuple[float, str, str, str]] = []  # (seconds, kind, summary, split)
+    planning: list[tuple[float, str, str]] = []  # (seconds to draw an action, the action before, split)
     errors: dict[tuple[str, str], list] = {}  # (type, where) -> [count, shortest action, message, kind]
     start = time.perf_counter()
     episode = 0
@@ -624,14 +626,22 @@ def bench(env_id: str, faults: FaultConfig | None, seed: int, seconds: float, ex
         episode += 1
         actions = HostileActions(env)
         actions.learn(obs)
+        previous = ""
         for _ in range(draw.integer(1, 30)):
             if len(times) >= examples or time.perf_counter() - start >= seconds:
                 break
+            t0 = time.perf_counter()  # drawing an action asks the reference for its next call: the planner's time
             try:
+                if use_alarm:
+                    signal.setitimer(signal.ITIMER_REAL, max(0.01, step_timeout))
                 hostile = actions.action(draw)
             except Exception as err:  # the reference itself failed: report it like a step
-                _add_error(errors, err, Hostile("reference", "<reference_call()>", None))
+                _add_error(errors, err, Hostile("reference", "<reference_call()>", None), f" after {previous}")
                 break
+            finally:
+                if use_alarm:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            planning.append((time.perf_counter() - t0, previous, split))
             budget = max(0.01, min(step_timeout, seconds - (time.perf_counter() - start)))
             t0 = time.perf_counter()
             try:
@@ -640,25 +650,32 @@ def bench(env_id: str, faults: FaultConfig | None, seed: int, seconds: float, ex
                 obs, _, terminated, truncated, _ = env.step(hostile.text)
             except Exception as err:
                 dt = time.perf_counter() - t0
-                _add_error(errors, err, hostile)
-                times.append((dt, hostile.kind, hostile.summary(), split))
+                _add_error(errors, err, hostile, _context(hostile, previous))
+                times.append((dt, hostile.kind, hostile.summary() + _context(hostile, previous), split))
                 break  # the env may be half-way through a change: start a new episode
             finally:
                 if use_alarm:
                     signal.setitimer(signal.ITIMER_REAL, 0)
-            times.append((time.perf_counter() - t0, hostile.kind, hostile.summary(), split))
+            summary = hostile.summary()
+            times.append((time.perf_counter() - t0, hostile.kind, summary + _context(hostile, previous), split))
+            previous = summary
             actions.learn(obs)
             if terminated or truncated:
                 break
-    return times, errors
+    return times, planning, errors
 
 
-def _add_error(errors: dict, err: BaseException, hostile: Hostile) -> None:
+def _context(hostile: Hostile, previous: str) -> str:
+    """The first half of a two-step kind (the formula a fill copies), shown with the second."""
+    return f"\n{'':>44}after {previous}" if hostile.kind == "formula_fill" and '"fill"' in hostile.text else ""
+
+
+def _add_error(errors: dict, err: BaseException, hostile: Hostile, context: str = "") -> None:
     key = (type(err).__name__, _where(err))
-    entry = errors.setdefault(key, [0, hostile, str(err)[:200], hostile.kind])
+    entry = errors.setdefault(key, [0, hostile, str(err)[:200], hostile.kind, context])
     entry[0] += 1
     if len(hostile.text) < len(entry[1].text):
-        entry[1], entry[2] = hostile, str(err)[:200]
+        entry[1], entry[2], entry[4] = hostile, str(err)[:200], context
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -687,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
         cls = gymnasium.spec(env_id).make(disable_env_checker=True).unwrapped
         faults = FaultConfig(**{k: 0.2 for k in cls.fault_kinds}) if args.faults == "all" else None
         share = args.seconds / len(ids)
-        times, errors = bench(env_id, faults, args.seed + i, share, args.examples, args.step_timeout)
+        times, planning, errors = bench(env_id, faults, args.seed + i, share, args.examples, args.step_timeout)
         ms = np.array([t[0] for t in times]) * 1e3
         if len(ms):
             p = np.percentile(ms, [50, 90, 99, 99.9])
@@ -699,11 +716,16 @@ def main(argv: list[str] | None = None) -> int:
         print("  by kind (count, p50 ms, max ms): " + "; ".join(
             f"{k} {len(v)}, {np.median(v):.2f}, {max(v):.0f}" for k, v in sorted(kinds.items())))
         slowest += [(t[0], env_id, t[1], t[2], t[3]) for t in times]
+        plan_ms = sorted(planning, key=lambda p: -p[0])
+        if plan_ms:
+            print(f"  reference_call() while drawing actions: {len(plan_ms):,} calls, max {plan_ms[0][0] * 1e3:.1f} ms"
+                  + "".join(f"\n    {p[0] * 1e3:9.1f} ms ({p[2]}) after {p[1]}" for p in plan_ms[:3]))
         if errors:
             print(f"  exceptions from step() ({sum(e[0] for e in errors.values())} in {len(errors)} classes):")
-            for (name, where), (count, hostile, message, kind) in sorted(errors.items(), key=lambda e: -e[1][0]):
+            for (name, where), (count, hostile, message, kind, context) in sorted(errors.items(),
+                                                                                   key=lambda e: -e[1][0]):
                 print(f"    {count:>4} x {name} at {where}: {message}\n           shortest ({kind}): "
-                      f"{hostile.summary(200)}")
+                      f"{hostile.summary(200)}{context}")
             exit_errors += len(errors)
         else:
             print("  no exceptions from step()")
