@@ -684,8 +684,9 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Every choice comes from --seed: the same seed draws the same actions (step times vary with the "
                "machine). The budget is shared by the environments; a step that runs past --step-timeout is "
                "stopped and reported as a StepTimeout. tests/test_fuzz.py asserts the properties.")
-    parser.add_argument("--env", action="append", choices=list(envs.ENVIRONMENTS), default=None,
-                        help="environment id (repeat for several); default: every registered environment")
+    parser.add_argument("--env", action="append", default=None,
+                        help="a registered environment id (repeat for several); default: every environment recoverygym "
+                             f"ships ({', '.join(envs.ENVIRONMENTS)})")
     parser.add_argument("--seed", type=int, default=0, help="seed of every choice (default 0)")
     parser.add_argument("--examples", type=int, default=1_000_000,
                         help="at most this many hostile actions per environment (default: as many as the time allows)")
@@ -697,6 +698,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=10, help="how many of the slowest steps to list (10)")
     args = parser.parse_args(argv)
     ids = args.env or list(envs.ENVIRONMENTS)
+    unknown = [i for i in ids if i not in gymnasium.registry]
+    if unknown:
+        parser.error(f"unknown environment id(s) {unknown}; registered: {', '.join(envs.ENVIRONMENTS)} (import the "
+                     "package that registers yours first)")
     print(f"bench_hostile: seed {args.seed}, {args.seconds:g} s budget, faults {args.faults}, python "
           f"{sys.version.split()[0]}")
     slowest, exit_errors = [], 0
