@@ -650,6 +650,8 @@ def bench(env_id: str, faults: FaultConfig | None, seed: int, seconds: float, ex
                 obs, _, terminated, truncated, _ = env.step(hostile.text)
             except Exception as err:
                 dt = time.perf_counter() - t0
+                if isinstance(err, StepTimeout) and budget < step_timeout:
+                    break  # cut off by the end of the whole budget, not by --step-timeout: no finding
                 _add_error(errors, err, hostile, _context(hostile, previous))
                 times.append((dt, hostile.kind, hostile.summary() + _context(hostile, previous), split))
                 break  # the env may be half-way through a change: start a new episode
