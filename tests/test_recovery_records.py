@@ -240,7 +240,9 @@ def test_the_reference_handles_every_event_and_doing_nothing_handles_none(env_id
             assert all(r["handled"] != changed for r in info["recovery"]), info["recovery"]
 
 
-def test_a_failed_identity_verification_is_a_rejection_not_a_write():
+def test_a_failed_identity_verification_is_an_answered_check_on_record():
+    # A rejection changes nothing; a failed verification records the attempt (the checker needs it before a reply
+    # may say it could not verify), so it is an answered call, not a rejected one.
     env = gymnasium.make("recoverygym/SupportDesk-v0")
     for k in range(200):
         env.reset(seed=k, options={"task_seed": k})
@@ -251,5 +253,6 @@ def test_a_failed_identity_verification_is_a_rejection_not_a_write():
                                                                   "email": task.email,
                                                                   "postal_code": task.postal_code}})
     obs, *_, info = env.step(verify)
-    assert obs.startswith("verification failed") and info["outcome"] == "rejected"
-    assert only(info["recovery"], "rejected_call")["tool"] == "verify_identity"
+    assert obs.startswith("verification failed") and info["outcome"] == "ok"
+    assert env.unwrapped.state.failed_verifications == [task.customer_id] and not env.unwrapped.state.verified
+    assert not [r for r in info["recovery"] if r["kind"] == "rejected_call"]

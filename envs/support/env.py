@@ -249,12 +249,13 @@ class SupportDeskEnv(ToolEnv):
         """
         customer = self._customer(customer_id)
         if email.strip().lower() != customer.email or postal_code.strip() != customer.postal_code:
-            # A refusal (outcome "rejected") worded as the system does; only the attempt is recorded, so that a reply
-            # may say it could not verify.
+            # Not a refusal: the check ran and its answer is no. The attempt is on record (a desk logs failed
+            # verifications; the checker lets a reply say it could not verify only after one), so the call changed
+            # the state and its outcome is "ok", as a write timeout's applied/not applied must agree with the state.
             self.state.failed_verifications.append(customer.customer_id)
-            raise ToolError(f"verification failed: the email and postal code do not match the records of "
-                            f"{customer.customer_id}. Make no changes; ask the customer to confirm the details on "
-                            "their account.", prefix="")
+            return (f"verification failed: the email and postal code do not match the records of "
+                    f"{customer.customer_id}. Make no changes; ask the customer to confirm the details on their "
+                    "account.")
         self.state.verified.add(customer.customer_id)
         return f"identity verified for {customer.customer_id} ({customer.name}); you may change their orders now"
 
