@@ -49,6 +49,10 @@ MAX_READ, MAX_WRITE, MAX_SORT = 600, 5_000, 100_000
 # What evaluating every formula may cost (``Workbook.work``): a call that would go past either is refused, so no
 # step (the checker's at the end included) evaluates more. A formula costs ~20 us, a cell its ranges read ~1.5 us.
 MAX_FORMULAS, MAX_FORMULA_READS = 10_000, 1_000_000
+# What one fill may write in formula text (the source formulas' characters x copies): each copy is rewritten,
+# compiled and evaluated, at a cost that grows with its length, so a long formula filled far is refused before any
+# of that work (the longest fill in the reference plans of 300 tasks per split writes 660).
+MAX_FILL_CHARS = 250_000
 
 
 def _atomic(fn):
@@ -440,6 +444,12 @@ class SpreadsheetEnv(ToolEnv):
             raise ToolError(f"filling {cells[:40]!r} would write more than {MAX_WRITE} cells")
         cells_src = [(box.r1, c) for c in range(box.c1, box.c2 + 1)] if down else [
             (r, box.c1) for r in range(box.r1, box.r2 + 1)]
+        sources = self._book.sheets[sheet].cells
+        chars = span * sum(len(raw.text) for raw in map(sources.get, cells_src) if isinstance(raw, Formula))
+        if chars > MAX_FILL_CHARS:
+            raise ToolError(f"refused, nothing was changed: filling {cells[:40]!r} would write {chars:,} characters of "
+                            f"formulas ({span} copies), at most {MAX_FILL_CHARS:,}; fill a shorter formula or fewer "
+                            "cells, or compute over a range in one cell")
         written = []
         for r0, c0 in cells_src:
             raw = self._book.sheets[sheet].cells.get((r0, c0))

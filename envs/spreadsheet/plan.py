@@ -74,13 +74,45 @@ def _goal_met(env, goal) -> bool:
     return not (goal.live and live_check(goal, state, task, state.records))
 
 
+def _delete_runs(batch: list[ToolCall]):
+    """The batch's calls as ``(first_row, count, calls)`` for each run of ``delete_rows`` calls that delete
+    contiguous rows of one sheet bottom up (at most 1,000 rows, a delete's limit), ``(None, call, [])`` for any other
+    call. The planner deletes repeated rows one call each, bottom up; simulating each of those on the scratch copy
+    rewrote every formula once per row (quadratic); deleting the run at once moves cells and references the same."""
+    group: list[ToolCall] = []
+    first = total = 0
+    for call in batch:
+        a = call.arguments
+        if call.name == "delete_rows" and set(a) == {"sheet", "first_row", "count"}:
+            if (group and a["sheet"] == group[0].arguments["sheet"] and a["first_row"] + a["count"] == first
+                    and total + a["count"] <= 1_000):
+                group.append(call)
+                first, total = a["first_row"], total + a["count"]
+                continue
+            if group:
+                yield first, total, group
+            group, first, total = [call], a["first_row"], a["count"]
+            continue
+        if group:
+            yield first, total, group
+            group = []
+        yield None, call, []
+    if group:
+        yield first, total, group
+
+
 def reference_plan(env) -> list[ToolCall]:
     """Every call the reference policy makes from the env's current state, ending with ``finish``."""
     twin = env.scratch_copy()  # the tools run on a copy of the state; the episode is untouched
     calls: list[ToolCall] = []
 
     def run(batch):
-        for call in batch:
+        for first, count, group in _delete_runs(batch):
+            if group:  # one shift for the whole run: the same rows and references as one delete per row
+                twin.delete_rows(sheet=group[0].arguments["sheet"], first_row=first, count=count)
+                calls.extend(group)
+                continue
+            call = count
             getattr(twin, call.name)(**call.arguments)  # a ToolError here is a bug in the planner: let it raise
             calls.append(call)
 
