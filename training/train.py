@@ -366,7 +366,7 @@ class _StageProgress:
     def __new__(cls, stage: str, verbose: bool = False):
         from transformers import TrainerCallback
 
-        from training.evaluation.runner import _bar_interval
+        from training.evaluation.runner import _bar_timing
 
         class StageProgress(TrainerCallback):
             bar = None
@@ -379,7 +379,7 @@ class _StageProgress:
                     from tqdm.auto import tqdm
 
                     self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=stage, unit="step",
-                                    dynamic_ncols=True, mininterval=_bar_interval())
+                                    dynamic_ncols=True, **_bar_timing())
 
             def on_step_end(self, args, state, control, **kwargs):
                 if self.bar is not None:

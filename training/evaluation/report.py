@@ -475,7 +475,7 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
         md.append(
             f"- **{run.label}** (`{run.path.name}`): policy `{json.dumps(run.config.get('policy', {}))}`; "
             f"envs {', '.join(ev.get('env_ids', []))}; splits {', '.join(ev.get('splits', []))}; "
-            f"faults {', '.join(ev.get('fault_kinds', []))} at rate {ev.get('fault_rate')}; "
+            f"faults {_fault_settings(ev)}; "
             f"{ev.get('tasks')} task(s) x {ev.get('samples')} sample(s); "
             f"max turns {ev.get('max_turns') or 'env default'}; "
             f"seed {ev.get('seed')}; {len(run.episodes)} episodes; versions: "
@@ -514,3 +514,10 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     path = out / "report.md"
     path.write_text("\n".join(md))
     return path
+
+
+def _fault_settings(ev: dict[str, Any]) -> str:
+    """The run's fault settings, with the shared rate only where a setting uses it (``kind=rate`` ones do not)."""
+    kinds = list(ev.get("fault_kinds", []))
+    uses_rate = any(k != "none" and any("=" not in part for part in k.split("+")) for k in kinds)
+    return ", ".join(kinds) + (f" at rate {ev.get('fault_rate')}" if uses_rate else "")

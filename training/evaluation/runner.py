@@ -456,7 +456,7 @@ def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, 
 
     started = time.perf_counter()
     bar = tqdm(total=len(keys), initial=len(keys) - remaining, desc=f"eval {policy.name}", unit="ep",
-               disable=not progress, dynamic_ncols=True, mininterval=_bar_interval())
+               disable=not progress, dynamic_ncols=True, **_bar_timing())
     slots: list[_Slot] = []
     turns = finished = wins = 0
     shown = time.perf_counter()
@@ -487,9 +487,12 @@ def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, 
     return write_results(out, config_doc, skipped=skipped, wall_s=time.perf_counter() - started, command=command)
 
 
-def _bar_interval() -> float:
-    """Seconds between progress-bar redraws: often on a terminal, rarely into a log file (each redraw is a line)."""
-    return 0.1 if sys.stderr.isatty() else 30.0
+def _bar_timing() -> dict[str, float]:
+    """tqdm's redraw intervals: often on a terminal, every 30 s into a log file (each redraw is a line there; tqdm's
+    monitor thread would otherwise redraw every ``maxinterval``, 10 s)."""
+    if sys.stderr.isatty():
+        return {"mininterval": 0.1}
+    return {"mininterval": 30.0, "maxinterval": 30.0}
 
 
 def package_versions() -> dict[str, str]:
