@@ -29,7 +29,6 @@ ENV_ID = "outside/Pantry-v0"  # not the guide's mylab/Pantry-v0, which tests/tes
 TWIN_ID = "outside/PantryTwin-v0"
 QUALIFIED = f"{PACKAGE}.pantry:{ENV_ID}"  # gymnasium's module:id form
 # Strict: remove once training/evaluation/cli.py and training/config.py resolve ids with envs.resolve_env_id.
-PENDING = "recoverygym eval and train still check ids against the registry alone (issue 17 item 3)"
 REGISTER = f"""
 
 import gymnasium
@@ -126,7 +125,6 @@ def test_the_contract_suite_holds_it_to_the_same_contract(outside):
     assert int(re.search(r"(\d+) passed", contract.stdout).group(1)) >= 10, contract.stdout[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_recoverygym_eval_runs_a_scripted_policy_on_it(outside, tmp_path):
     from training.cli import main
 
@@ -161,7 +159,6 @@ def test_the_trl_adapter_rolls_it_out(outside):
     assert instance.get_reward() == 1.0
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING)
 def test_recoverygym_train_runs_a_quick_stage_on_it(outside, tmp_path):
     from training.cli import main
 

@@ -48,7 +48,7 @@ def make_env(env_id: str, *, faults: Mapping[str, float] | None = None, max_turn
     """
     import gymnasium
 
-    import envs  # noqa: F401  (registers the recoverygym/* ids)
+    import envs  # registers the recoverygym/* ids
 
     kwargs: dict[str, Any] = {}
     if faults:
@@ -56,7 +56,7 @@ def make_env(env_id: str, *, faults: Mapping[str, float] | None = None, max_turn
     if max_turns is not None:
         kwargs["max_turns"] = max_turns
     try:
-        return gymnasium.make(env_id, **kwargs)
+        return gymnasium.make(envs.resolve_env_id(env_id), **kwargs)  # module:id, or an installed package's id
     except gymnasium.error.Error as err:
         known = sorted(k for k in gymnasium.registry if k.startswith("recoverygym/"))
         raise ValueError(f"cannot make environment {env_id!r}: {err}. Registered recoverygym ids: {known}") from err

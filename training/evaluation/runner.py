@@ -119,20 +119,19 @@ class EvalConfig:
 
     def _check_names(self) -> None:
         """Unknown env ids, splits and fault kinds fail here, before anything runs, naming the valid ones."""
-        import gymnasium
-
         import envs
         from envs.core import FAULT_KINDS, SPLITS
         from envs.core.tools import suggest
 
-        known = sorted(set(envs.ENVIRONMENTS) | {k for k in gymnasium.registry if k.startswith("recoverygym/")})
-        choices = {"environment id": (self.env_ids, known), "split": (self.splits, list(SPLITS))}
         for setting in self.fault_kinds:
             parse_fault_setting(setting, self.fault_rate, FAULT_KINDS)
-        for what, (given, valid) in choices.items():
-            for name in given:
-                if name not in valid and not (what == "environment id" and name in gymnasium.registry):
-                    raise ValueError(f"unknown {what} {name!r}{suggest(str(name), valid)}; valid: {', '.join(valid)}")
+        # module:id or an installed package's id: resolve_env_id imports what registers it (or raises a ValueError
+        # saying what to do); the registered id is kept, so episodes and their seeds do not depend on the spelling
+        object.__setattr__(self, "env_ids", tuple(envs.resolve_env_id(name) for name in self.env_ids))
+        for split in self.splits:
+            if split not in SPLITS:
+                raise ValueError(f"unknown split {split!r}{suggest(str(split), list(SPLITS))}; "
+                                 f"valid: {', '.join(SPLITS)}")
         for name in ("env_ids", "splits", "fault_kinds"):
             value = getattr(self, name)
             if len(set(value)) != len(value):
