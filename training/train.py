@@ -580,17 +580,20 @@ def run_training(
         _log(f"run folder: {run_dir} (final model {current}, results {results_file})")
         if results["eval"]:
             _log(f"evaluation folders: {run_dir / 'eval'}/<point>/<set>; a report with plots and a trajectory viewer:")
-            print(f"  {_report_command(results, run_dir)}", flush=True)
+            print("\n".join(f"  {command}" for command in _report_commands(results, run_dir)), flush=True)
     return results
 
 
-def _report_command(results: dict[str, Any], run_dir: Path) -> str:
-    """The ``recoverygym report`` command for this run's evaluations, "before" first (the paired baseline)."""
+def _report_commands(results: dict[str, Any], run_dir: Path) -> list[str]:
+    """One ``recoverygym report`` command per evaluation set, "before" first (the paired baseline)."""
     import shlex
 
-    folders = [str(run_dir / "eval" / point / split) for point in POINT_LABELS
-               for split in results["eval"].get(point, {})]
-    return shlex.join(["recoverygym", "report", *folders, "--out", str(run_dir / "report")])
+    sets = dict.fromkeys(split for point in POINT_LABELS for split in results["eval"].get(point, {}))
+    commands = []
+    for split in sets:
+        folders = [str(run_dir / "eval" / p / split) for p in POINT_LABELS if split in results["eval"].get(p, {})]
+        commands.append(shlex.join(["recoverygym", "report", *folders, "--out", str(run_dir / "report" / split)]))
+    return commands
 
 
 def _quiet_libraries() -> None:
