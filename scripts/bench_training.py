@@ -26,6 +26,7 @@ subclassed.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -168,6 +169,7 @@ def bench_sft(args, overrides: list[str], start: str) -> dict:
         runs[label] = {"step_s": sum(s["wall"] for s in steps) / len(steps), "timed_steps": len(steps),
                        "losses": losses, "device": str(trainer.accelerator.device)}
         del trainer
+        gc.collect()
     first, second = runs.values()
     return {"demonstration_tokens": tokens, "median_of": args.median_of, "median_tokens": median, "runs": runs,
             "speedup_bf16": first["step_s"] / second["step_s"]}
@@ -216,6 +218,7 @@ def bench_grpo(args, overrides: list[str], start: str, label: str) -> dict:
         "share_other": 1 - (env + gen + forward + back) / wall,
     }
     del trainer
+    gc.collect()  # the next setting's trainer needs the memory
     return figures
 
 

@@ -57,3 +57,26 @@ def test_smollm2_sft_then_grpo_steps(tmp_path):
     assert results["stages"]["sft"]["global_step"] == 2 and results["stages"]["grpo"]["global_step"] == 2
     assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()
     assert results["eval"]["after"]["heldout"]["tasks"] == 2
+
+
+def test_smollm2_static_cache_keeps_float32_greedy_transcripts(tmp_path):
+    """The eval policy's preallocated cache changes no float32 greedy token of the real model (two first-turn prompts
+    of different lengths in one padded batch); bf16 may differ and is not compared here."""
+    import gymnasium
+
+    import envs  # noqa: F401
+    from training.evaluation.episode import Episode
+    from training.evaluation.model_policy import TransformersPolicy
+    from training.models import load_model_and_tokenizer, smollm2_path
+
+    model, tokenizer = load_model_and_tokenizer(smollm2_path())
+    env = gymnasium.make("recoverygym/SupportDesk-v0")
+    actions = {}
+    for kv_cache in ("static", "dynamic"):
+        policy = TransformersPolicy(model, tokenizer, max_new_tokens=16, kv_cache=kv_cache)
+        episodes = []
+        for k in (0, 1):
+            prompt, info = env.reset(seed=k, options={"task_seed": k, "split": "heldout"})
+            episodes.append(Episode(env=env, prompt=prompt, info=info, rng=None))
+        actions[kv_cache] = [(a.text, a.tokens) for a in policy.act(episodes)]
+    assert actions["static"] == actions["dynamic"]
