@@ -324,7 +324,7 @@ def test_session_limit_and_a_client_gone_mid_episode(servers):
 def test_serve_refuses_a_wrong_id_or_fault_before_starting():
     run = subprocess.run([sys.executable, "-m", "training.cli", "serve", "recoverygym/SupportDsk-v0"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert run.returncode == 2 and "Did you mean: `SupportDesk`" in run.stderr
+    assert run.returncode == 2 and "did you mean 'recoverygym/SupportDesk-v0'" in run.stderr
     run = subprocess.run([sys.executable, "-m", "training.cli", "serve", SUPPORT, "--faults", "bogus=0.2"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 2 and "unknown fault kind 'bogus'" in run.stderr
