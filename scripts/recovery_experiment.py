@@ -229,7 +229,8 @@ class Experiment:
         sample, wrapped = arm == "best_of_k", arm in ("scaffold", "best_of_k")
         model = TransformersPolicy(str(self.arm_model(arm)), max_new_tokens=self.s.max_new_tokens,
                                    temperature=self.s.temperature if sample else 0.0, seed=self.train.run.seed,
-                                   dtype=self.train.model.dtype, name="sft" if wrapped else arm)
+                                   dtype=self.train.eval.dtype or self.train.model.dtype,
+                                   name="sft" if wrapped else arm)
         if arm == "scaffold":
             return ScaffoldPolicy(model)
         if arm == "best_of_k":

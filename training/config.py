@@ -134,7 +134,7 @@ class ModelConfig:
     name_or_path: str = "tiny"
     """``tiny`` (built locally), ``smollm2`` (SmolLM2-135M-Instruct, offline), or a hub id / local folder."""
     dtype: str | None = None
-    """None: float32 on CPU, the checkpoint's dtype on GPU; or ``float32``, ``bfloat16``, ``auto``."""
+    """None: float32 on CPU, the checkpoint's dtype on GPU; or ``float32``, ``bfloat16``, ``fast``, ``auto``."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     lora: LoraSettings | None = None
 
@@ -195,6 +195,10 @@ class TrainingEvalConfig:
     """Fault rates during evaluation; None uses ``env.faults``."""
     max_new_tokens: int = 96
     """Token limit of one assistant turn (the model policy's generation budget)."""
+    dtype: str | None = None
+    """dtype of the evaluated model; None: ``model.dtype``. ``fast``: bfloat16 where the hardware computes it
+    natively (GPUs, recent CPUs), else float32: 2x the float32 speed on CPU at nearly the same greedy transcripts
+    (docs/evaluation.md); ``float32``, ``bfloat16``, ``auto``."""
     runner: dict[str, Any] = field(default_factory=dict)
     """The section's ``runner.EvalConfig`` fields, as given."""
 
@@ -207,6 +211,9 @@ class TrainingEvalConfig:
             raise ConfigError(f"eval.splits={list(self.splits)}: use 'heldout', 'train' (unseen seeds) or 'seen'")
         if self.max_new_tokens < 1:
             raise ConfigError(f"eval.max_new_tokens={self.max_new_tokens}: must be at least 1")
+        if self.dtype not in (None, "auto", "fast", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"eval.dtype={self.dtype!r}: use fast, float32, bfloat16, float16 or auto "
+                              "(or leave it out for model.dtype)")
 
 
 @dataclass(frozen=True)
