@@ -106,14 +106,19 @@ class ToolEnvAdapter:
         self._env: Any = None
         self._episode = EpisodeRecord()
 
-    def reset(self, task_seed: int, split: str = "train", seed: int | None = None, faults: Any = None, **row: Any):
-        """Start the task of this dataset row; returns the environment's prompt for TRL to append to the user turn.
+    def reset(self, task_seed: int, split: str = "train", seed: int | None = None, faults: Any = None,
+              actions: Any = None, **row: Any):
+        """Start the task of this dataset row; returns the environment's prompt for TRL to append to the user turn,
+        or None for a branch start, whose ``prompt`` column already holds the whole conversation so far.
 
         Args:
             task_seed: Which task of the split; every rollout of a GRPO group gets the same row, hence the same task.
             split: ``"train"`` or ``"heldout"``.
             seed: Seed of the environment's fault draws (the same for a whole group, so faults are comparable).
             faults: Fault rates for this row, as a dict or JSON text; None uses the factory's defaults.
+            actions: A branch start's actions so far (``training.branches``): the environment replays them through
+                ``step`` with the row's seed and faults, so every rollout of the group continues from the same
+                state and fault RNG; TRL keeps the row's multi-turn ``prompt`` as it is when this returns None.
             **row: Other dataset columns (``prompt``, ...), ignored.
         """
         rates = self._default_faults if faults is None else parse_faults(faults)
@@ -121,9 +126,12 @@ class ToolEnvAdapter:
         if key not in self._envs:
             self._envs[key] = make_env(self._env_id, faults=rates, max_turns=self._max_turns)
         self._env = self._envs[key]
-        observation, _ = self._env.reset(seed=seed, options={"task_seed": int(task_seed), "split": split})
+        options: dict[str, Any] = {"task_seed": int(task_seed), "split": split}
+        if actions is not None:
+            options["actions"] = json.loads(actions) if isinstance(actions, str) else [str(a) for a in actions]
+        observation, _ = self._env.reset(seed=seed, options=options)
         self._episode = EpisodeRecord(int(task_seed))
-        return observation
+        return None if actions is not None else observation
 
     def get_reward(self) -> float:
         """The checker's score of the final state (the env's end-of-episode reward when the env ended it)."""

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import numpy as np
 
 from training.adapter import make_env, parse_faults
@@ -363,7 +362,9 @@ def _replayed(env, record: Mapping[str, Any]) -> tuple[list[dict[str, Any]], lis
     initial = [f for f in info["faults"] if not f.get("turn")]
     history = list(info["history"])
     seen = len(info["faults"])
-    observation, _, _, _, last = env.step(actions[-1])
+    observation, _, terminated, truncated, last = env.step(actions[-1])
+    if not (terminated or truncated):  # ended by a reply without a tool call: what is still open was not handled
+        last = {**last, "recovery": env.unwrapped.stop()["recovery"]}
     history.append({"action": actions[-1], "observation": observation, "outcome": last["outcome"],
                     "faults": last["faults"][seen:]})
     for i, (recorded, replayed) in enumerate(zip(stepped, history, strict=True)):
@@ -514,8 +515,8 @@ def _history(row: Mapping[str, Any], info: Mapping[str, Any], env) -> list:
         outcome = _outcome(step)
         turns.append(Turn(turn=i + 1, action=step["action"], observation=step["observation"],
                           tool=parsed.name if isinstance(parsed, ToolCall) else None,
-                          invalid_action=outcome == "invalid", ok=outcome == "ok", scripted=True,
-                          faults=[dict(f) for f in step.get("faults") or ()],
+                          invalid_action=outcome == "invalid", ok=outcome == "ok" and not step.get("faults"),
+                          scripted=True, faults=[dict(f) for f in step.get("faults") or ()], outcome=outcome,
                           message=dict(shown[i]) if shown else _assistant(step["action"], True)))
     return turns
 
@@ -565,13 +566,13 @@ def evaluate_branches(policy, rows: Sequence[Mapping[str, Any]], out_dir: str | 
     todo = iter([(i, row) for i, row in enumerate(rows) if row["branch_id"] not in done])
 
     def start(index: int, row: Mapping[str, Any]) -> tuple[_Slot, Mapping[str, Any]]:
-        env = _LastInfo(make_env(row["env_id"], faults=parse_faults(row.get("faults")), max_turns=max_turns))
+        env = make_env(row["env_id"], faults=parse_faults(row.get("faults")), max_turns=max_turns)
         observation, info = replay(row, env=env)
         key = EpisodeKey(row["env_id"], row["split"], fault_setting(parse_faults(row.get("faults"))),
                          int(row["task_seed"]), index)
         episode = Episode(env=env, prompt=info.get("prompt", ""), info=dict(info),
                           rng=np.random.default_rng([int(row["seed"]), 1]), history=_history(row, info, env))
-        return _Slot(key, env, episode, time.perf_counter(), fault_count=len(env.unwrapped.fault_log)), row
+        return _Slot(key, env, episode, time.perf_counter(), fault_count=len(info["faults"])), row
 
     started = time.perf_counter()
     bar = tqdm(total=len(rows), initial=len(done), desc=f"branches {policy.name}", unit="ep", disable=not progress)
@@ -587,7 +588,6 @@ def evaluate_branches(policy, rows: Sequence[Mapping[str, Any]], out_dir: str | 
             for slot, row in [s for s in slots if s[0].done]:
                 record = _record(slot, policy, 0)
                 record["seed"] = int(row["seed"])
-                record["recovery"] = _final_recovery(slot)
                 record["branch"] = {"id": row["branch_id"], "turn": int(row["branch_turn"]),
                                     "kind": row["branch_kind"], "tool": row.get("branch_tool") or None,
                                     "source": row.get("source")}
@@ -598,23 +598,6 @@ def evaluate_branches(policy, rows: Sequence[Mapping[str, Any]], out_dir: str | 
             slots = [s for s in slots if not s[0].done]
     bar.close()
     return write_branch_results(out, config_doc, wall_s=time.perf_counter() - started)
-
-
-class _LastInfo(gymnasium.Wrapper):
-    """Keeps the info of the latest ``reset`` or ``step``: its ``recovery`` records are the episode's (final once it
-    ended; for an episode ended by a reply without a tool call, as they stood after its last call)."""
-
-    def reset(self, **kwargs):
-        observation, self.last_info = self.env.reset(**kwargs)
-        return observation, self.last_info
-
-    def step(self, action):
-        observation, reward, terminated, truncated, self.last_info = self.env.step(action)
-        return observation, reward, terminated, truncated, self.last_info
-
-
-def _final_recovery(slot) -> list[dict[str, Any]]:
-    return [dict(r) for r in slot.env.last_info.get("recovery") or ()]
 
 
 def branch_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

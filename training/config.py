@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.branches import BranchConfig
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -156,6 +158,10 @@ class DataConfig:
     """Training-split tasks used as GRPO prompts (each rolled out ``grpo.num_generations`` times)."""
     grpo_task_offset: int = 100_000
     """First GRPO task seed, so GRPO sees tasks the demonstrations did not show."""
+    grpo_starts: str = "whole"
+    """Where GRPO rollouts start: ``whole`` episodes from the task prompt, or ``branches``: branch starts of the GRPO
+    tasks (``training/branches.py``), right after a fault fired or a call was rejected, cut from the scripted
+    episodes and model episodes the ``branches`` section names; every rollout of a group continues from that state."""
     max_required_steps: int | None = None
     """Keep only training-split tasks the reference solves in at most this many tool calls (without faults); None
     keeps every task. Applies to demonstrations, GRPO tasks and the ``train``/``seen`` evaluations, never to the
@@ -167,6 +173,9 @@ class DataConfig:
                               "values in [0, 1]")
         if self.sft_tasks < 1 or self.grpo_tasks < 1:
             raise ConfigError("data.sft_tasks and data.grpo_tasks must be at least 1")
+        if self.grpo_starts not in ("whole", "branches"):
+            raise ConfigError(f"data.grpo_starts={self.grpo_starts!r}: use 'whole' (episodes from the task prompt) or "
+                              "'branches' (branch starts, the branches section)")
         if self.max_required_steps is not None and self.max_required_steps < 1:
             raise ConfigError(f"data.max_required_steps={self.max_required_steps}: use a positive number, or null "
                               "for every task")
@@ -225,6 +234,9 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: TrainingEvalConfig = field(default_factory=TrainingEvalConfig)
+    branches: BranchConfig = field(default_factory=BranchConfig)
+    """Branch starts for ``data.grpo_starts: branches`` (``training.branches.BranchConfig``): scripted sources,
+    model evaluation folders (``episodes``), event kinds, branch points per task, earlier turns kept, noise."""
     sft: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of ``trl.SFTConfig``."""
     grpo: dict[str, Any] = field(default_factory=dict)

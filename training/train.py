@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ def evaluate_model(model, config: ExperimentConfig, *, split: str = "heldout", o
     its task seed and outcome (for the paired comparison with "before").
     """
     from training.config import eval_config
+    from training.evaluation.metrics import recovery_behaviour
     from training.evaluation.model_policy import TransformersPolicy
     from training.evaluation.runner import load_episodes, run_eval
 
@@ -104,6 +106,7 @@ def evaluate_model(model, config: ExperimentConfig, *, split: str = "heldout", o
         "mean_score": sum(e["score"] for e in episodes) / n if n else 0.0,
         "mean_tool_calls": sum(e["turns"] - e["invalid_actions"] for e in episodes) / n if n else 0.0,
         "truncated": sum(e["truncated"] for e in episodes),
+        "recovery": recovery_behaviour(episodes),
         "episodes": [
             {"task_seed": e["task_seed"], "sample": e["sample"], "success": e["success"], "score": e["score"]}
             for e in episodes
@@ -122,7 +125,7 @@ def _model_policy(path: str, config: ExperimentConfig, name: str | None):
         path,
         max_new_tokens=config.eval.max_new_tokens,
         seed=config.run.seed,
-        dtype=config.model.dtype,
+        dtype=config.eval.dtype or config.model.dtype,
         device=None if device.type == "cpu" else device,
         name=name,
     )
@@ -299,7 +302,10 @@ def build_trainer(stage: str, config: ExperimentConfig, start: str, *, callbacks
     elif stage == "grpo":
         from training.datasets import grpo_dataset
 
-        if data is None:
+        what = "tasks"
+        if data is None and config.data.grpo_starts == "branches":
+            data, what = grpo_branch_dataset(config), "branch starts"
+        elif data is None:
             data = grpo_dataset(
                 _task_seeds(config, config.data.grpo_task_offset, config.data.grpo_tasks),
                 split="train",
@@ -307,12 +313,29 @@ def build_trainer(stage: str, config: ExperimentConfig, start: str, *, callbacks
                 seed=config.run.seed,
             )
         factory = make_environment_factory(config.env.id, faults=config.env.faults, max_turns=config.env.max_turns)
-        _log(f"GRPO on {len(data)} tasks x {args.num_generations} rollouts, environment {config.env.id}")
+        _log(f"GRPO on {len(data)} {what} x {args.num_generations} rollouts, environment {config.env.id}")
         trainer = trl.GRPOTrainer(train_dataset=data, environment_factory=factory, **common)
     else:
         raise ValueError(f"unknown stage {stage!r}; stages are 'sft' and 'grpo'")
     trainer.remove_callback(PrinterCallback)  # _StageProgress shows the steps instead
     return trainer
+
+
+def grpo_branch_dataset(config: ExperimentConfig):
+    """GRPO rows that start mid-episode (``data.grpo_starts: branches``): branch starts of the GRPO tasks from the
+    ``branches`` section's scripted sources, under ``env.faults``, plus those cut from the model evaluation folders it
+    names (``branches.episodes``); see ``training/branches.py``. Deterministic in ``run.seed``."""
+    from training.branches import branch_dataset, episode_branches, scripted_branches
+
+    seeds = _task_seeds(config, config.data.grpo_task_offset, config.data.grpo_tasks)
+    rows = scripted_branches(config.env.id, seeds, split="train", faults=config.env.faults, config=config.branches,
+                             seed=config.run.seed, max_turns=config.env.max_turns) if config.branches.sources else []
+    scripted = len(rows)
+    for folder in config.branches.episodes:
+        rows += episode_branches(folder, config.branches)
+    _log(f"branch starts: {scripted} from scripted episodes ({', '.join(config.branches.sources) or 'none'}) of "
+         f"{len(seeds)} tasks, {len(rows) - scripted} from model episodes ({len(config.branches.episodes)} folder(s))")
+    return branch_dataset(rows)
 
 
 def _check_sft_length(data, tokenizer, max_length: int | None) -> None:
@@ -347,7 +370,7 @@ def _train_stage(stage: str, config: ExperimentConfig, start: str, run_dir: Path
     seconds = time.perf_counter() - started
     _save_final(trainer, trainer.processing_class, stage_dir / "final")
     logged = [h for h in trainer.state.log_history if "loss" in h]
-    return {
+    summary = {
         "seconds": round(seconds, 1),
         "global_step": trainer.state.global_step,
         "resumed_from": resume_from,
@@ -355,6 +378,18 @@ def _train_stage(stage: str, config: ExperimentConfig, start: str, run_dir: Path
         "last_log": logged[-1] if logged else {},
         "log_history": trainer.state.log_history,
     }
+    if stage == "grpo":
+        summary["grpo_rows"] = _grpo_rows(trainer.train_dataset, config)
+    return summary
+
+
+def _grpo_rows(data, config: ExperimentConfig) -> dict[str, Any]:
+    """What the GRPO rows were: whole episodes or branch starts, how many, and per branch source and event kind."""
+    out: dict[str, Any] = {"starts": config.data.grpo_starts, "rows": len(data)}
+    if "branch_kind" in data.column_names:
+        out["by_source"] = dict(sorted(Counter(data["source"]).items()))
+        out["by_kind"] = dict(sorted(Counter(data["branch_kind"]).items()))
+    return out
 
 
 class _StageProgress:
@@ -464,11 +499,15 @@ def _write_json(path: Path, data: Any) -> None:
 def results_table(results: dict[str, Any]) -> str:
     """The before/after table printed at the end of a run: one row per evaluation point and split.
 
+    Handled: of the faults that fired and of the calls the environment rejected, how many the agent then handled,
+    as the environment recorded it (``envs/core/recovery.py``).
+
     Rows of later points are also compared with "before" on the same task seeds: tasks solved now and not before /
     solved before and not now, and the exact sign test's p of that split (``metrics.paired_comparison``); "-" where
     there is no "before" to compare with under the same settings.
     """
-    rows = [("evaluated", "tasks", "success", "mean score", "tool calls/episode", "vs before: +/- tasks, p")]
+    rows = [("evaluated", "tasks", "success", "mean score", "tool calls/episode", "faults handled",
+             "rejections handled", "vs before: +/- tasks, p")]
     limit = results.get("config", {}).get("data", {}).get("max_required_steps")
     before = results["eval"].get("before", {})
     for point, label in POINT_LABELS.items():
@@ -480,6 +519,7 @@ def results_table(results: dict[str, Any]) -> str:
                     f"{e['success_rate']:.1%}",
                     f"{e['mean_score']:.3f}",
                     f"{e['mean_tool_calls']:.1f}",
+                    *_handled_cells(e.get("recovery")),
                     _versus(before.get(split), e) if point != "before" else "",
                 )
             )
@@ -490,6 +530,17 @@ def results_table(results: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _handled_cells(behaviour: dict[str, Any] | None) -> tuple[str, str]:
+    """``handled/events`` of the environment's recovery records (``metrics.recovery_behaviour``): over the faults
+    that fired, and over the calls the environment rejected; "-" for a summary written before the records."""
+    if behaviour is None:
+        return "-", "-"
+    faults = [s for kind, s in behaviour.items() if kind not in ("all", "rejected_call")]
+    handled, events = sum(s["handled"] for s in faults), sum(s["events"] for s in faults)
+    rejected = behaviour.get("rejected_call", {"handled": 0, "events": 0})
+    return f"{handled}/{events}", f"{rejected['handled']}/{rejected['events']}"
 
 
 def _versus(before: dict[str, Any] | None, after: dict[str, Any]) -> str:

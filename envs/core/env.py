@@ -335,6 +335,20 @@ class ToolEnv(gymnasium.Env[str, str]):
         """The checker's verdict on the current state (no side effects)."""
         return self._check()
 
+    def stop(self) -> dict[str, Any]:
+        """End the episode where it stands, without a finishing call: what an agent's turn without a tool call is
+        (TRL ends a rollout there; ``recoverygym eval`` does the same). Closes the recovery records (what is still
+        open was not handled) and returns the final info a last ``step`` would carry: ``success``, ``score``,
+        ``components``, ``reasons``, ``faults``, ``recovery``. ``step`` after it raises, as after any end."""
+        if self._done:
+            raise RuntimeError("the episode has ended; call reset() before stop()")
+        self._done = True
+        self._recovery.close(self)
+        check = self._check()
+        return {"success": check.success, "score": float(check.score), "components": dict(check.components),
+                "reasons": list(check.reasons), "faults": [dict(f) for f in self.fault_log],
+                "recovery": self._recovery.copy_records()}
+
     def reference_action(self) -> str:
         """The next action of the privileged reference policy, as action text: it solves the task from the current
         state and recovers from every fault (``reference.py``). Asking changes nothing: the reference's state follows

@@ -50,6 +50,7 @@ class Turn:
     scripted: bool = False
     faults: list[dict[str, Any]] = field(default_factory=list)
     message: dict[str, Any] | None = None
+    outcome: str | None = None  # the environment's info["outcome"] (ok, rejected, fault, invalid); None: not stepped
 
     def to_record(self) -> dict[str, Any]:
         record = {
@@ -63,6 +64,8 @@ class Turn:
             "scripted": self.scripted,
             "faults": self.faults,
         }
+        if self.outcome is not None:
+            record["outcome"] = self.outcome
         if self.message is not None:
             record["message"] = self.message
         return record

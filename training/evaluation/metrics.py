@@ -27,6 +27,7 @@ __all__ = [
     "pass_hat_k",
     "pass_hat_k_curve",
     "read_tools",
+    "recovery_behaviour",
     "recovery_stats",
     "recovery_turns",
     "repeated_rejections",
@@ -281,6 +282,36 @@ def recovery_stats(episodes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
     return out
 
 
+def recovery_behaviour(episodes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Recovery as behaviour, from the environment's own records (``episode["recovery"]``, ``envs/core/recovery.py``):
+    per event kind (a fault kind, or ``rejected_call``) and over all kinds (``"all"``), how many events happened,
+    how many the agent handled (with a Wilson interval), the mean turns from the event to its handling, and how many
+    episodes had at least one. No text heuristic: whether a timed-out write was read back before it was made again,
+    a rejected call changed, a seeded error undone, is what the environment recorded. ``{}`` when no event happened.
+    """
+    by_kind: dict[str, dict[str, Any]] = defaultdict(lambda: {"events": 0, "handled": 0, "turns": [], "episodes": 0})
+    for ep in episodes:
+        records = ep.get("recovery") or ()
+        for kind in {r["kind"] for r in records} | ({"all"} if records else set()):
+            by_kind[kind]["episodes"] += 1
+        for record in records:
+            for kind in (record["kind"], "all"):
+                s = by_kind[kind]
+                s["events"] += 1
+                if record.get("handled"):
+                    s["handled"] += 1
+                    if record.get("turns") is not None:
+                        s["turns"].append(record["turns"])
+    out = {}
+    for kind in sorted(by_kind, key=lambda k: (k == "all", k)):
+        s = by_kind[kind]
+        lo, hi = wilson_interval(s["handled"], s["events"])
+        out[kind] = {"events": s["events"], "handled": s["handled"], "handled_rate": s["handled"] / s["events"],
+                     "handled_ci95": [lo, hi], "mean_turns_to_handle": _mean(s["turns"]),
+                     "episodes_with_event": s["episodes"]}
+    return out
+
+
 def success_by_required_steps(episodes: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
     """The compounding-error curve: success rate (with Wilson interval) for each number of required steps."""
     groups: dict[int, list[bool]] = defaultdict(list)
@@ -320,6 +351,7 @@ def summarize_group(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "pass_at_k": pass_at_k_curve(counts),
         "episodes_with_fault": sum(bool(ep.get("faults")) for ep in episodes),
         "recovery": recovery_stats(episodes),
+        "recovery_behaviour": recovery_behaviour(episodes),
         "success_by_required_steps": success_by_required_steps(episodes),
         "invalid_action_rate": sum(ep["invalid_actions"] for ep in episodes) / turns if turns else 0.0,
         "repeated_rejection_rate": repeats / rejections if rejections else None,

@@ -350,6 +350,27 @@ def _recovery_table(runs: Sequence[Run]) -> list[str]:
     return lines if any_row else ["No fault fired in these runs."]
 
 
+def _behaviour_table(runs: Sequence[Run]) -> list[str]:
+    """Per run, env and event kind: the environment's recovery records (``metrics.recovery_behaviour``)."""
+    lines = [
+        "| policy | env | event | events | handled % [95% CI] | mean turns to handle | episodes with it |",
+        "|---|---|---|---:|---|---:|---:|",
+    ]
+    any_row = False
+    for run in runs:
+        for r in summarize(run.episodes, keys=("env_id",)):
+            for kind, s in r["recovery_behaviour"].items():
+                any_row = True
+                lo, hi = s["handled_ci95"]
+                lines.append(
+                    f"| {run.label} | {_short_env(r['env_id'])} | {kind} | {s['events']} "
+                    f"| {_pct(s['handled_rate'])} [{_pct(lo)}, {_pct(hi)}] | {_num(s['mean_turns_to_handle'], 2)} "
+                    f"| {s['episodes_with_event']} |"
+                )
+    return lines if any_row else ["No fault fired and no call was rejected in these runs (or they predate the "
+                                  "environment's recovery records)."]
+
+
 def _comparison_table(runs: Sequence[Run]) -> list[str]:
     """Success per (env, split, fault kind) side by side, with the difference to the first run."""
     table: dict[tuple, dict[str, dict[str, Any]]] = {}
@@ -504,7 +525,14 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     md += ["## pass^k and pass@k", "",
            ("pass^k: chance that all k samples of a task succeed (reliability); pass@k: that at least one does "
             "(the oracle best-of-k, at k times the tokens)."), "", "![pass^k](pass_k.png)", ""]
-    md += ["## Recovery", ""]
+    md += ["## Recovery", "",
+           ("Handled: for every fault that fired and every call the environment rejected, whether the agent then "
+            "handled it, as the environment recorded it (`envs/core/recovery.py`: a timed-out write read back before "
+            "it was made again, a transient error retried, a rate limit waited out, a stale read refreshed, a seeded "
+            "error undone, a rejected call not repeated unchanged)."), ""]
+    md += _behaviour_table(runs) + [""]
+    md += [("Recovery rate: success among the episodes in which a fault of the kind fired; turns to recover: to the "
+            "next call that went through (`metrics.recovery_turns`)."), ""]
     if has_recovery:
         md += ["![recovery](recovery_by_fault.png)", ""]
     md += _recovery_table(runs) + [""]

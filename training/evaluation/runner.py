@@ -299,6 +299,7 @@ def _step(slot: _Slot, action, stop_without_tool_call: bool = True) -> None:
             scripted=action.scripted,
             faults=fired,
             message=action.message,
+            outcome=info.get("outcome"),
         )
     )
     if terminated or truncated:
@@ -307,16 +308,14 @@ def _step(slot: _Slot, action, stop_without_tool_call: bool = True) -> None:
 
 def _end_without_tool_call(slot: _Slot, action) -> None:
     """A turn without a tool call ends the episode, as it ends a GRPO rollout (TRL stops when a completion has no
-    tool call); the environment is not stepped, and the score is the checker's verdict on the state as it is."""
-    env = slot.env.unwrapped
+    tool call); the environment is not stepped but stopped (``ToolEnv.stop``): the score is the checker's verdict on
+    the state as it is, and what the recovery records still had open was not handled."""
     slot.episode.history.append(
         Turn(turn=len(slot.episode.history) + 1, action=action.text, observation="", tool=None, invalid_action=True,
              ok=False, tokens=action.tokens, scripted=action.scripted, message=action.message)
     )
-    result = env.check()
     slot.done, slot.stopped = True, True
-    slot.final_info = {"success": result.success, "score": float(result.score), "components": dict(result.components),
-                       "reasons": list(result.reasons), "faults": [dict(f) for f in env.fault_log]}
+    slot.final_info = slot.env.unwrapped.stop()
 
 
 def _record(slot: _Slot, policy: Policy, base_seed: int) -> dict[str, Any]:
@@ -340,6 +339,7 @@ def _record(slot: _Slot, policy: Policy, base_seed: int) -> dict[str, Any]:
         "scripted_actions": sum(t.scripted for t in history),
         "generated_tokens": sum(t.tokens for t in history),
         "faults": list(info.get("faults") or []),
+        "recovery": list(info.get("recovery") or []),  # the environment's records: did the agent handle each event
         "tools": [t["function"]["name"] for t in ep.info.get("tools") or ()],  # declaration order, as ever
         "tool_kinds": {name: spec.kind for name, spec in slot.env.unwrapped.tool_specs().items()},
         "prompt": ep.prompt,
