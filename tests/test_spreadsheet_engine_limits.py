@@ -11,7 +11,8 @@ import math
 
 import pytest
 
-from envs.spreadsheet.formulas import MAX_DEPTH, FormulaSyntaxError, XlError, parse_formula
+from envs.spreadsheet.compiler import compile_formula
+from envs.spreadsheet.formulas import MAX_DEPTH, FormulaSyntaxError, XlError
 from envs.spreadsheet.functions import fsum, integer, num, text_to_number
 from envs.spreadsheet.workbook import Workbook
 
@@ -88,7 +89,7 @@ def test_the_tree_depth_is_capped_below_the_recursion_limit():
     unit = "1=1&1+1*1^-("  # seven tree levels (=, &, +, *, ^, unary minus, %) per parenthesis
     deep = "=" + unit * 30 + "1" + ")%" * 30  # 30 nestings (Excel allows 64), 210 levels
     with pytest.raises(FormulaSyntaxError, match=f"nested more than {MAX_DEPTH} levels"):
-        parse_formula(deep)
+        compile_formula(deep)
     assert value("=" + unit * 20 + "1" + ")%" * 20) is False  # 140 levels: computed
 
 

@@ -12,10 +12,10 @@ import re
 
 import pytest
 
+from envs.spreadsheet.compiler import compile_formula
 from envs.spreadsheet.formulas import (
     FormulaSyntaxError,
     XlError,
-    parse_formula,
     rewrite_refs,
 )
 from envs.spreadsheet.workbook import Workbook, move_box
@@ -81,7 +81,7 @@ def test_error_detail_explains():
 ])
 def test_hostile_or_malformed_formulas_are_clear_errors(formula, message):
     with pytest.raises(FormulaSyntaxError, match=re.escape(message)):
-        parse_formula(formula)
+        compile_formula(formula)
 
 
 def test_unary_minus_chain_is_not_recursion():

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from envs.spreadsheet.checker import check_task, perturbations
+from envs.spreadsheet.compiler import Formula
 from envs.spreadsheet.env import SheetState, SpreadsheetEnv
-from envs.spreadsheet.formulas import Formula, XlError, col_letter, parse_ref, tokenize
+from envs.spreadsheet.formulas import XlError, col_letter, parse_ref, tokenize
 from envs.spreadsheet.goals import same_value
 from envs.spreadsheet.plan import reference_plan
 from envs.spreadsheet.templates import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, generate_task

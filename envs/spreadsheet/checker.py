@@ -18,7 +18,8 @@ import random
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from envs.spreadsheet.formulas import Formula, col_letter
+from envs.spreadsheet.compiler import Formula
+from envs.spreadsheet.formulas import col_letter
 from envs.spreadsheet.goals import (
     Dedupe,
     Goal,

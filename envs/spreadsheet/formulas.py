@@ -1,11 +1,12 @@
-"""Excel formulas as data: values and errors, a tokenizer, a recursive-descent parser, and a compiler to closures.
+"""Excel formulas as data: values and errors, references, a tokenizer and a recursive-descent parser to a tuple AST
+(``parse``); ``envs.spreadsheet.compiler`` compiles the AST to closures.
 
 Why our own engine (the figures are in docs/spreadsheet-formulas.md): pycel turns a formula into Python source
 and ``exec``s it, takes ~2 ms to recompute a 50x8 sheet after one edit and hangs on a 10k-long dependency
 chain; ``formulas`` takes ~70 ms per edit; both disagree with LibreOffice on cases our tasks use (text numbers
 in SUM, TRIM, wildcards in criteria). This engine never evaluates text as code: a formula is tokenized with one
-regular expression, parsed into a small tuple AST, and compiled into nested Python closures over the
-function table in ``envs.spreadsheet.functions``.
+regular expression, parsed into a small tuple AST, and compiled (``envs.spreadsheet.compiler``) into nested Python
+closures over the function table in ``envs.spreadsheet.library``.
 
 Hostile input is bounded by the same limits Excel has: formulas of at most 8,192 characters, nesting of at most
 64 levels, strings of at most 32,767 characters. A run of one operator (``1+1+...+1``, ``1%%%``) is one flat node,
@@ -20,20 +21,18 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 __all__ = [
     "ERROR_CODES",
     "MAX_COL",
     "MAX_ROW",
-    "Formula",
     "FormulaSyntaxError",
     "RefBox",
     "XlError",
     "col_letter",
     "col_number",
     "format_ref",
-    "parse_formula",
+    "parse",
     "parse_ref",
     "rewrite_refs",
     "with_xlfn_prefixes",
@@ -367,26 +366,9 @@ class _Parser:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Formula objects, cached by text: the same text compiles once and is shared by every cell that holds it.
-
-
-@dataclass(frozen=True, slots=True)
-class Formula:
-    """A parsed formula: its text (with '='), its compiled closure, and the references it reads."""
-
-    text: str
-    run: Callable[[Any], Any]
-    refs: tuple[RefBox, ...]
-
-
-_CACHE: dict[str, Formula] = {}
-
-
-def parse_formula(text: str) -> Formula:
-    """Parse and compile ``text`` (which starts with '='); raises FormulaSyntaxError with a hint when it is invalid."""
-    cached = _CACHE.get(text)
-    if cached is not None:
-        return cached
+def parse(text: str):
+    """The syntax tree of ``text`` (which starts with '='), a small tuple AST that ``envs.spreadsheet.compiler``
+    compiles; raises FormulaSyntaxError with a hint when it is invalid or breaks a limit."""
     if len(text) > MAX_FORMULA_CHARS:
         raise FormulaSyntaxError(f"the formula has {len(text)} characters; at most {MAX_FORMULA_CHARS} are allowed")
     if not text.startswith("="):
@@ -400,16 +382,7 @@ def parse_formula(text: str) -> Formula:
     if _depth(ast) > MAX_DEPTH:
         raise FormulaSyntaxError(f"the formula is nested more than {MAX_DEPTH} levels deep (operators, functions and "
                                  f"parentheses); split it over helper cells")
-    refs: list[RefBox] = []
-    from envs.spreadsheet.functions import (
-        compile_ast,  # functions imports this module; import here
-    )
-
-    formula = Formula(text, compile_ast(ast, refs), tuple(refs))
-    if len(_CACHE) > 50_000:
-        _CACHE.clear()
-    _CACHE[text] = formula
-    return formula
+    return ast
 
 
 def _depth(ast) -> int:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from envs.core.tools import ToolCall
 from envs.spreadsheet.checker import damage_reasons, live_check, stray_keys, stray_reasons
-from envs.spreadsheet.formulas import Formula, col_letter
+from envs.spreadsheet.compiler import Formula
+from envs.spreadsheet.formulas import col_letter
 from envs.spreadsheet.goals import Dedupe, InPlace, SortRows, rows_by_id, same_value, table_rows
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.spreadsheet.compiler import Formula
 from envs.spreadsheet.formulas import col_letter
 from envs.spreadsheet.goals import (
     CellFormula,
@@ -23,6 +24,7 @@ from envs.spreadsheet.goals import (
     Goal,
     InPlace,
     Layout,
+    MatchBook,
     NewColumn,
     SortRows,
     Summary,
@@ -30,6 +32,7 @@ from envs.spreadsheet.goals import (
     compute,
 )
 from envs.spreadsheet.workbook import Workbook
+from envs.spreadsheet.xlsx import from_xlsx
 
 Key = tuple[str, int, int]
 
@@ -395,10 +398,6 @@ def _message(b: _Build, book: Workbook) -> str:
 def task_from_xlsx(start, goal, request: str, task_seed: int = 0) -> SheetTask:
     """A task from a user's own files: the agent starts from ``start`` and must make the workbook compute what
     ``goal`` computes (cells holding formulas in ``goal`` must hold formulas). Paths or file objects."""
-    from envs.spreadsheet.formulas import Formula
-    from envs.spreadsheet.goals import MatchBook
-    from envs.spreadsheet.xlsx import from_xlsx
-
     book, target = from_xlsx(start), from_xlsx(goal)
     cells, formulas, raws = {}, {}, {}
     for s in target.sheets.values():

@@ -17,16 +17,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
+from envs.spreadsheet.compiler import Formula, compile_formula
 from envs.spreadsheet.formulas import (
     MAX_COL,
     MAX_ROW,
     MAX_STRING,
-    Formula,
     FormulaSyntaxError,
     RefBox,
     XlError,
     col_letter,
-    parse_formula,
     parse_ref,
     rewrite_refs,
 )
@@ -113,7 +112,7 @@ class Sheet:
         for k, v in cells.items():
             if type(v) is _FormulaText:
                 try:
-                    cells[k] = parse_formula(v.text)
+                    cells[k] = compile_formula(v.text)
                 except FormulaSyntaxError as e:
                     cells[k] = broken_formula(v.text, str(e))
         self.cells, self._extent = cells, None
@@ -277,7 +276,7 @@ class Workbook:
         no cell can hold raises ValueError (see ``storable``)."""
         s = self.sheet(sheet)
         if type(raw) is str and raw.startswith("=") and len(raw) > 1:
-            raw = parse_formula(raw)
+            raw = compile_formula(raw)
         elif type(raw) is not Formula:
             raw = storable(raw)
         key = (row, col)
@@ -506,7 +505,7 @@ class Workbook:
                 if text != s.cells[key].text:
                     self._log(s, key)
                     try:
-                        s.cells[key] = parse_formula(text)
+                        s.cells[key] = compile_formula(text)
                     except FormulaSyntaxError as e:
                         s.cells[key] = broken_formula(text, str(e))
         self._changed(formulas=True)

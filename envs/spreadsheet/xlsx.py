@@ -18,12 +18,11 @@ import warnings
 import zipfile
 from xml.etree import ElementTree
 
+from envs.spreadsheet.compiler import Formula, compile_formula
 from envs.spreadsheet.formulas import (
     ERROR_CODES,
-    Formula,
     FormulaSyntaxError,
     XlError,
-    parse_formula,
     with_xlfn_prefixes,
     without_xlfn_prefixes,
 )
@@ -118,7 +117,7 @@ def _cell_value(name: str, sheet: str, cell):
             return broken_formula("=TABLE()", "a What-If data table, which this engine does not compute")
         text = without_xlfn_prefixes(text if text.startswith("=") else "=" + text)
         try:
-            return parse_formula(text)
+            return compile_formula(text)
         except FormulaSyntaxError as e:
             return broken_formula(text, str(e))
     if cell.data_type == "e" and v in ERROR_CODES:
