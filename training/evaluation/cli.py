@@ -95,8 +95,10 @@ def build_eval_parser() -> argparse.ArgumentParser:
     m.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
     m.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: 1.0)")
     m.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: where from_pretrained puts it)")
-    m.add_argument("--dtype", default=None, help="float32, bfloat16, fast (bfloat16 where the hardware computes it natively, else float32: "
-                   "2x float32's speed on CPU), auto (default: float32 on CPU)")
+    m.add_argument("--dtype", default=None,
+                   help="float32, bfloat16, fast (bfloat16 where the hardware computes it natively, else float32: "
+                        "2x float32's speed on such a CPU; some greedy transcripts differ), auto "
+                        "(default: float32 on CPU)")
     m.add_argument("--max-batch-size", type=int, default=64, help="most rows per forward pass (default: 64)")
     m.add_argument("--no-episode-cache", dest="episode_cache", action="store_false",
                    help="recompute each episode's whole transcript every turn instead of keeping its key/value "
