@@ -55,10 +55,10 @@ def column_goal(env) -> NewColumn:
 def test_equivalent_formula_is_equally_right():
     env = fresh("computed_column")
     solve(env)
-    goal, lay = column_goal(env), env.task.layout
-    n, x, c = lay.letter("n"), lay.letter("x"), goal.col
-    s = lay.sheet
-    for r in range(lay.first, lay.last(len(env.state.records)) + 1):
+    goal, layout = column_goal(env), env.task.layout
+    n, x, c = layout.letter("n"), layout.letter("x"), goal.col
+    s = layout.sheet
+    for r in range(layout.first, layout.last(len(env.state.records)) + 1):
         text = env.state.book.raw(s, r, c)
         swapped = f"={x}{r}*{n}{r}" if goal.op == "product" else text.replace(f"{n}{r}*{x}{r}", f"{x}{r}*{n}{r}")
         env.state.book.set_cell(s, r, c, swapped)
@@ -68,21 +68,21 @@ def test_equivalent_formula_is_equally_right():
 def test_lookup_by_index_match_is_equally_right():
     env = fresh("lookup_column", 3)
     solve(env)
-    goal, lay = column_goal(env), env.task.layout
-    sheet = next(s for s in env.state.book.sheets if s != lay.sheet)
+    goal, layout = column_goal(env), env.task.layout
+    sheet = next(s for s in env.state.book.sheets if s != layout.sheet)
     k = len(env.task.codes) + 1
-    for r in range(lay.first, lay.last(len(env.state.records)) + 1):
-        env.state.book.set_cell(lay.sheet, r, goal.col,
-                                f"=INDEX({sheet}!B2:B{k},MATCH({lay.letter('code')}{r},{sheet}!A2:A{k},0))")
+    for r in range(layout.first, layout.last(len(env.state.records)) + 1):
+        env.state.book.set_cell(layout.sheet, r, goal.col,
+                                f"=INDEX({sheet}!B2:B{k},MATCH({layout.letter('code')}{r},{sheet}!A2:A{k},0))")
     assert score(env) == (1.0, [])
 
 
 def test_typed_values_fail_a_live_goal():
     env = fresh("computed_column")
     solve(env)
-    goal, lay = column_goal(env), env.task.layout
-    for r in range(lay.first, lay.last(len(env.state.records)) + 1):
-        env.state.book.set_cell(lay.sheet, r, goal.col, env.state.book.cell_value(lay.sheet, r, goal.col))
+    goal, layout = column_goal(env), env.task.layout
+    for r in range(layout.first, layout.last(len(env.state.records)) + 1):
+        env.state.book.set_cell(layout.sheet, r, goal.col, env.state.book.cell_value(layout.sheet, r, goal.col))
     s, reasons = score(env)
     assert s == 0.0 and any("must be a live formula" in why for why in reasons)
 
@@ -104,10 +104,10 @@ def test_relative_reference_that_should_be_absolute_fails():
 
 
 @pytest.mark.parametrize(("edit", "reason"), [
-    (lambda env, lay: env.state.book.set_cell(lay.sheet, lay.first + 1, lay.col("x"), 0.5), "was changed"),
-    (lambda env, lay: env.state.book.set_cell(lay.sheet, 1, 1, "ID"), "header"),
-    (lambda env, lay: env.state.book.set_cell(lay.sheet, 40, 3, "note"), "did not ask for"),
-    (lambda env, lay: env.state.book.add_sheet("Scratch") and env.state.book.set_cell("Scratch", 1, 1, 1),
+    (lambda env, layout: env.state.book.set_cell(layout.sheet, layout.first + 1, layout.col("x"), 0.5), "was changed"),
+    (lambda env, layout: env.state.book.set_cell(layout.sheet, 1, 1, "ID"), "header"),
+    (lambda env, layout: env.state.book.set_cell(layout.sheet, 40, 3, "note"), "did not ask for"),
+    (lambda env, layout: env.state.book.add_sheet("Scratch") and env.state.book.set_cell("Scratch", 1, 1, 1),
      "did not ask for"),
 ])
 def test_damage_and_stray_cells_score_zero(edit, reason):
@@ -138,14 +138,14 @@ def test_sorted_ties_may_come_in_any_order():
     env = fresh("sort_multi", 2)
     solve(env)
     assert score(env)[0] == 1.0
-    lay = env.task.layout
-    first, second = lay.first, lay.first + 1
-    row_a = [env.state.book.raw(lay.sheet, first, c) for c in range(1, len(lay.roles) + 1)]
-    row_b = [env.state.book.raw(lay.sheet, second, c) for c in range(1, len(lay.roles) + 1)]
+    layout = env.task.layout
+    first, second = layout.first, layout.first + 1
+    row_a = [env.state.book.raw(layout.sheet, first, c) for c in range(1, len(layout.roles) + 1)]
+    row_b = [env.state.book.raw(layout.sheet, second, c) for c in range(1, len(layout.roles) + 1)]
     for c, (a, b) in enumerate(zip(row_a, row_b, strict=True), start=1):  # swap two rows: order now wrong or a tie
-        env.state.book.set_cell(lay.sheet, first, c, b)
-        env.state.book.set_cell(lay.sheet, second, c, a)
-    keys = [lay.roles.index(role) for role, _ in next(g for g in env.task.goals if hasattr(g, "keys")).keys]
+        env.state.book.set_cell(layout.sheet, first, c, b)
+        env.state.book.set_cell(layout.sheet, second, c, a)
+    keys = [layout.roles.index(role) for role, _ in next(g for g in env.task.goals if hasattr(g, "keys")).keys]
     tie = all(row_a[i] == row_b[i] for i in keys)
     assert (score(env)[0] == 1.0) == tie
 
@@ -167,9 +167,10 @@ def test_task_from_a_users_own_xlsx_files():
     assert score(user)[0] == 0.0
     solve(user)
     assert score(user) == (1.0, [])
-    lay = env.task.layout
+    layout = env.task.layout
     col = column_goal(env).col
-    user.state.book.set_cell(lay.sheet, lay.first, col, user.state.book.cell_value(lay.sheet, lay.first, col))
+    book = user.state.book
+    book.set_cell(layout.sheet, layout.first, col, book.cell_value(layout.sheet, layout.first, col))
     s, reasons = score(user)
     assert s == 0.0 and "must be a live formula" in reasons[0]
 
@@ -211,10 +212,10 @@ def _hard_code_rate(env, goal):  # =ROUND(F2*(1+0.15),2) instead of $K$1: right 
 
 
 def _hard_code_table(env, goal):  # IF(code="P-101",0.05,IF(...)): the table's values typed into the formula
-    lay, text = env.task.layout, '"?"'
+    layout, text = env.task.layout, '"?"'
     for code, value in goal.params:
         text = f'IF({{c}}="{code}",{value:g},{text})'
-    return {k: "=" + text.format(c=f"{lay.letter('code')}{k[1]}") for k in _rows(env, goal)}
+    return {k: "=" + text.format(c=f"{layout.letter('code')}{k[1]}") for k in _rows(env, goal)}
 
 
 def _constants(env, goal):

@@ -230,9 +230,9 @@ def test_deepcopied_and_pickled_envs_continue_exactly_as_the_original(faults):
     for k in range(12):
         env = SpreadsheetEnv(faults=faults)
         env.reset(seed=k, options={"task_seed": k})
-        lay = env.task.layout
+        layout = env.task.layout
         env.step(env.reference_action())  # the first look at the table
-        env.step(call("write_values", cells=f"{lay.sheet}!B{lay.first}", values=[[999]]))  # off the plan
+        env.step(call("write_values", cells=f"{layout.sheet}!B{layout.first}", values=[[999]]))  # off the plan
         twins = [copy.deepcopy(env), pickle.loads(pickle.dumps(env))]
         runs = [_reference_to_the_end(e) for e in (env, *twins)]
         assert runs[0] == runs[1] == runs[2], k
@@ -243,21 +243,23 @@ def test_deepcopied_and_pickled_envs_continue_exactly_as_the_original(faults):
 def _table_mistakes(env):
     """Wrong writes into a task's data table, one call each, by name: what a slipped row or cell number does."""
     task, book = env.unwrapped.task, env.unwrapped.state.book
-    lay = task.layout
-    ids = [book.cell_value(lay.sheet, r, 1) for r in range(lay.first, book.extent(lay.sheet)[0] + 1)]
+    layout = task.layout
+    ids = [book.cell_value(layout.sheet, r, 1) for r in range(layout.first, book.extent(layout.sheet)[0] + 1)]
     unique = next(i for i, v in enumerate(ids) if ids.count(v) == 1 and i > 0)
     mistakes = {
-        "deletes a record's only row": call("delete_rows", sheet=lay.sheet, first_row=lay.first + unique),
-        "deletes two rows": call("delete_rows", sheet=lay.sheet, first_row=lay.first + unique, count=2),
-        "inserts empty rows in the table": call("insert_rows", sheet=lay.sheet, before_row=lay.first + 1, count=2),
-        "overwrites a data cell": call("write_values", cells=f"{lay.sheet}!B{lay.first + unique}", values=[[999]]),
-        "overwrites a record's id": call("write_values", cells=f"{lay.sheet}!A{lay.first + unique}",
+        "deletes a record's only row": call("delete_rows", sheet=layout.sheet, first_row=layout.first + unique),
+        "deletes two rows": call("delete_rows", sheet=layout.sheet, first_row=layout.first + unique, count=2),
+        "inserts empty rows in the table": call("insert_rows", sheet=layout.sheet, before_row=layout.first + 1,
+                                                count=2),
+        "overwrites a data cell": call("write_values", cells=f"{layout.sheet}!B{layout.first + unique}",
+                                       values=[[999]]),
+        "overwrites a record's id": call("write_values", cells=f"{layout.sheet}!A{layout.first + unique}",
                                          values=[["Z-0000"]]),
     }
     repeated = [i for i, v in enumerate(ids) if ids.count(v) > 1]
     if repeated:
         mistakes["deletes the first of a repeated record's rows"] = call(
-            "delete_rows", sheet=lay.sheet, first_row=lay.first + repeated[0])
+            "delete_rows", sheet=layout.sheet, first_row=layout.first + repeated[0])
     return mistakes
 
 

@@ -33,15 +33,15 @@ SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
 
 
 def _random_formulas(r: random.Random, task, n_rows: int) -> list[str]:
-    lay = task.layout
-    last = lay.first + n_rows - 1
+    layout = task.layout
+    last = layout.first + n_rows - 1
 
     def col(role):
-        L = lay.letter(role)
-        return f"{lay.sheet}!${L}${lay.first}:${L}${last}"
+        L = layout.letter(role)
+        return f"{layout.sheet}!${L}${layout.first}:${L}${last}"
 
     def cell(role):
-        return f"{lay.sheet}!{lay.letter(role)}{r.randint(lay.first, last)}"
+        return f"{layout.sheet}!{layout.letter(role)}{r.randint(layout.first, last)}"
 
     cat, code = r.choice(task.cats), r.choice(task.codes)
     op = r.choice(("", ">", "<=", "<>", ">="))
@@ -56,7 +56,7 @@ def _random_formulas(r: random.Random, task, n_rows: int) -> list[str]:
         f"=UPPER(LEFT({cell('name')},3))&LEN({cell('name')})", f'=MID({cell("date")},6,2)&"/"&RIGHT({cell("date")},2)',
         f"=YEAR(DATEVALUE({cell('date')}))*100+MONTH(DATEVALUE({cell('date')}))", f"=VALUE(LEFT({cell('date')},4))+0.5",
         f'=MATCH("{code}",{col("code")},0)', f"=INDEX({col('x')},{r.randint(1, n_rows)})",
-        f'=VLOOKUP("{cat}",{lay.sheet}!${lay.letter("cat")}${lay.first}:${col_letter(len(lay.roles))}${last},2,FALSE)',
+        f'=VLOOKUP("{cat}",{layout.sheet}!${layout.letter("cat")}${layout.first}:${col_letter(len(layout.roles))}${last},2,FALSE)',
         f'=COUNTIF({col("name")},"*a*")', f"=SUMPRODUCT({col('n')},{col('x')})",
         f"=MOD({cell('n')},7)-INT(-{cell('x')})",
         f"={cell('n')}&\"\"&{cell('x')}", f"=TRIM(\"  {cat}   x \")", f'=SUBSTITUTE({cell("date")},"-","")',

@@ -101,7 +101,7 @@ def perturbations(goal, state, task, records) -> list[Perturbation]:
 def _search(name, targets, state, task, base_records, base_goal, rng):
     """New values of input ``name`` (each differs from its base value) that change every target; redraws the rows
     whose targets stayed the same (all rows for a total), keeping the best draw."""
-    lay = task.layout
+    layout = task.layout
     before = base_goal.expected(state, task, base_records)
     where = rows_by_id(state, task)
     index_of_row = {where[rec["id"]]: i for i, rec in enumerate(base_records) if rec["id"] in where}
@@ -119,7 +119,7 @@ def _search(name, targets, state, task, base_records, base_goal, rng):
             best = ([dict(rec) for rec in new_records], new_goal, unchanged)
         if not unchanged:
             break
-        rows = {index_of_row.get(r) if s == lay.sheet else None for s, r, _ in unchanged}
+        rows = {index_of_row.get(r) if s == layout.sheet else None for s, r, _ in unchanged}
         redraw = None if None in rows else rows
     return best
 
@@ -156,13 +156,13 @@ def _new_number(rng: random.Random, old: float) -> float:
 def _changed_state(state, task, records, goal, new_records, new_goal) -> SimpleNamespace:
     """A copy of the workbook holding ``new_records``' values (each record in its row, found by id) and
     ``new_goal``'s parameter values."""
-    lay, book = task.layout, state.book.copy()
+    layout, book = task.layout, state.book.copy()
     where = rows_by_id(state, task)
     for old, new in zip(records, new_records, strict=True):
         row = where.get(old["id"])
-        for role in lay.roles if row is not None else ():
+        for role in layout.roles if row is not None else ():
             if new[role] != old[role]:
-                book.set_cell(lay.sheet, row, lay.col(role), new[role])
+                book.set_cell(layout.sheet, row, layout.col(role), new[role])
     if new_goal is not goal:
         for (s, r, c), v, was in zip(goal.param_cells, new_goal.param_values(), goal.param_values(), strict=True):
             if v != was and s in book.sheets:
@@ -171,9 +171,9 @@ def _changed_state(state, task, records, goal, new_records, new_goal) -> SimpleN
 
 
 def _describe(name: str, goal, task) -> str:
-    lay = task.layout
+    layout = task.layout
     if name != "params":
-        return f"{lay.header(name)} (column {lay.letter(name)})"
+        return f"{layout.header(name)} (column {layout.letter(name)})"
     cells = [f"{s}!{col_letter(c)}{r}" for s, r, c in goal.param_cells]
     return cells[0] if len(cells) == 1 else f"{cells[0]}:{cells[-1].split('!')[1]}"
 
@@ -205,31 +205,31 @@ def _raw_matches(book, key, want) -> bool:
 
 
 def damage_reasons(state, task, records) -> list[str]:
-    lay, book, out = task.layout, state.book, []
+    layout, book, out = task.layout, state.book, []
     for key, want in task.static.items():
         if not _raw_matches(book, key, want):
             out.append(f"{key[0]}!{col_letter(key[2])}{key[1]} was changed; it should still be {show(want)}")
-    for j, head in enumerate(lay.headers, start=1):
-        if not _raw_matches(book, (lay.sheet, 1, j), head):
-            out.append(f"the header {lay.sheet}!{col_letter(j)}1 should still be {head!r}")
+    for j, head in enumerate(layout.headers, start=1):
+        if not _raw_matches(book, (layout.sheet, 1, j), head):
+            out.append(f"the header {layout.sheet}!{col_letter(j)}1 should still be {head!r}")
     if not any(isinstance(g, SortRows) or isinstance(g, Dedupe) and g.ordered for g in task.goals):
         owned = {g.role for g in task.goals if isinstance(g, InPlace)}
         for i, rec in enumerate(records):
-            for role in lay.roles:
-                key = (lay.sheet, lay.first + i, lay.col(role))
+            for role in layout.roles:
+                key = (layout.sheet, layout.first + i, layout.col(role))
                 if role not in owned and not _raw_matches(book, key, rec[role]):
-                    out.append(f"{lay.sheet}!{col_letter(key[2])}{key[1]} was changed; it should still be "
+                    out.append(f"{layout.sheet}!{col_letter(key[2])}{key[1]} was changed; it should still be "
                                f"{show(rec[role])}")
     return out[:8]
 
 
 def stray_keys(state, task, records) -> set:
     """Non-blank cells that are neither the task's targets, nor the table, nor cells that must stay."""
-    lay, book = task.layout, state.book
+    layout, book = task.layout, state.book
     allowed = set(task.static)
-    allowed.update((lay.sheet, 1, j) for j in range(1, len(lay.roles) + 1))
-    allowed.update((lay.sheet, r, j) for r in range(lay.first, lay.last(len(records)) + 1)
-                   for j in range(1, len(lay.roles) + 1))
+    allowed.update((layout.sheet, 1, j) for j in range(1, len(layout.roles) + 1))
+    allowed.update((layout.sheet, r, j) for r in range(layout.first, layout.last(len(records)) + 1)
+                   for j in range(1, len(layout.roles) + 1))
     for goal in task.goals:
         allowed.update(goal.expected(state, task, records))
         allowed.update(goal.formula_cells(state, task, records))

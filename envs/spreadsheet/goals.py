@@ -118,11 +118,11 @@ def aggregate(func: str, values: list) -> Any:
 
 def rows_by_id(state, task) -> dict[Any, int]:
     """Row of each record id in the current table (first occurrence)."""
-    lay, book = task.layout, state.book
-    col, out = lay.col("id"), {}
-    max_row = book.extent(lay.sheet)[0]
-    for r in range(lay.first, max_row + 1):
-        v = book.cell_value(lay.sheet, r, col)
+    layout, book = task.layout, state.book
+    col, out = layout.col("id"), {}
+    max_row = book.extent(layout.sheet)[0]
+    for r in range(layout.first, max_row + 1):
+        v = book.cell_value(layout.sheet, r, col)
         if v is not None and v not in out:
             out[v] = r
     return out
@@ -233,11 +233,11 @@ class NewColumn(Goal):
         return []
 
     def expected(self, state, task, records):
-        lay = task.layout
-        out: dict[Key, Any] = {(lay.sheet, 1, self.col): self.header}
-        for r in range(lay.first, lay.last(len(records)) + 1):
+        layout = task.layout
+        out: dict[Key, Any] = {(layout.sheet, 1, self.col): self.header}
+        for r in range(layout.first, layout.last(len(records)) + 1):
             rec = record_at(state, task, records, r)
-            out[(lay.sheet, r, self.col)] = (compute(self.op, self.params, rec, records) if rec is not None
+            out[(layout.sheet, r, self.col)] = (compute(self.op, self.params, rec, records) if rec is not None
                                              else "<row data damaged>")
         return out
 
@@ -245,13 +245,13 @@ class NewColumn(Goal):
         return {k for k in self.expected(state, task, records) if k[1] != 1}
 
     def plan(self, env):
-        lay, n, book = env.task.layout, len(env.state.records), env.state.book
+        layout, n, book = env.task.layout, len(env.state.records), env.state.book
         calls = []
-        if book.cell_value(lay.sheet, 1, self.col) != self.header:
-            calls.append(ToolCall("write_values", {"cells": f"{lay.sheet}!{col_letter(self.col)}1",
+        if book.cell_value(layout.sheet, 1, self.col) != self.header:
+            calls.append(ToolCall("write_values", {"cells": f"{layout.sheet}!{col_letter(self.col)}1",
                                                    "values": [[self.header]]}))
-        formula = self.formula.format(r=lay.first)
-        return calls + formula_calls(book, lay.sheet, self.col, lay.first, lay.last(n), formula)
+        formula = self.formula.format(r=layout.first)
+        return calls + formula_calls(book, layout.sheet, self.col, layout.first, layout.last(n), formula)
 
 
 @dataclass
@@ -261,12 +261,12 @@ class InPlace(Goal):
     role: str = ""
 
     def expected(self, state, task, records):
-        lay = task.layout
-        c = lay.col(self.role)
+        layout = task.layout
+        c = layout.col(self.role)
         out = {}
-        for r in range(lay.first, lay.last(len(records)) + 1):
+        for r in range(layout.first, layout.last(len(records)) + 1):
             rec = record_at(state, task, records, r)
-            out[(lay.sheet, r, c)] = rec[self.role] if rec is not None else "<row data damaged>"
+            out[(layout.sheet, r, c)] = rec[self.role] if rec is not None else "<row data damaged>"
         return out
 
     def check(self, state, task, records):
@@ -278,15 +278,15 @@ class InPlace(Goal):
         return reasons
 
     def plan(self, env):
-        lay, records, book = env.task.layout, env.state.records, env.state.book
-        c = lay.col(self.role)
+        layout, records, book = env.task.layout, env.state.records, env.state.book
+        c = layout.col(self.role)
         want = {r: record_at(env.state, env.task, records, r)[self.role]
-                for r in range(lay.first, lay.last(len(records)) + 1)}
-        wrong = [r for r, v in want.items() if not same_value(book.raw(lay.sheet, r, c), v)]
+                for r in range(layout.first, layout.last(len(records)) + 1)}
+        wrong = [r for r, v in want.items() if not same_value(book.raw(layout.sheet, r, c), v)]
         if not wrong:
             return []
         values = [[want[r]] for r in range(wrong[0], wrong[-1] + 1)]  # one write spanning the cells still wrong
-        return [ToolCall("write_values", {"cells": f"{lay.sheet}!{col_letter(c)}{wrong[0]}", "values": values})]
+        return [ToolCall("write_values", {"cells": f"{layout.sheet}!{col_letter(c)}{wrong[0]}", "values": values})]
 
 
 @dataclass
@@ -301,23 +301,23 @@ class TotalsRow(Goal):
         return task.layout.last(len(records)) + 1
 
     def expected(self, state, task, records):
-        lay, row = task.layout, self.row(records, task)
-        out: dict[Key, Any] = {(lay.sheet, row, self.label_col): self.label}
+        layout, row = task.layout, self.row(records, task)
+        out: dict[Key, Any] = {(layout.sheet, row, self.label_col): self.label}
         for col, func, source in self.aggs:
             values = [rec[source] if isinstance(source, str) else compute(*source, rec, records) for rec in records]
-            out[(lay.sheet, row, col)] = aggregate(func, values)
+            out[(layout.sheet, row, col)] = aggregate(func, values)
         return out
 
     def formula_cells(self, state, task, records):
-        lay, row = task.layout, self.row(records, task)
-        return {(lay.sheet, row, col) for col, _, _ in self.aggs}
+        layout, row = task.layout, self.row(records, task)
+        return {(layout.sheet, row, col) for col, _, _ in self.aggs}
 
     def inputs(self, state, task, records):
-        lay, row, out = task.layout, self.row(records, task), {}
+        layout, row, out = task.layout, self.row(records, task), {}
         for col, _, source in self.aggs:
             for name in (source,) if isinstance(source, str) else OP_INPUTS[source[0]]:
                 if name != "params":  # a computed column's rate is a constant in its formula
-                    out.setdefault(name, set()).add((lay.sheet, row, col))
+                    out.setdefault(name, set()).add((layout.sheet, row, col))
         return out
 
     def edge_cases(self, state, task, records):
@@ -338,17 +338,17 @@ class TotalsRow(Goal):
         return out
 
     def plan(self, env):
-        lay, records = env.task.layout, env.state.records
-        row, last = self.row(records, env.task), lay.last(len(records))
+        layout, records = env.task.layout, env.state.records
+        row, last = self.row(records, env.task), layout.last(len(records))
         book, calls = env.state.book, []
-        if book.raw(lay.sheet, row, self.label_col) != self.label:
-            calls.append(ToolCall("write_values", {"cells": f"{lay.sheet}!{col_letter(self.label_col)}{row}",
+        if book.raw(layout.sheet, row, self.label_col) != self.label:
+            calls.append(ToolCall("write_values", {"cells": f"{layout.sheet}!{col_letter(self.label_col)}{row}",
                                                    "values": [[self.label]]}))
         for col, func, _ in self.aggs:
             c = col_letter(col)
-            formula = f"={func}({c}{lay.first}:{c}{last})"
-            if book.raw(lay.sheet, row, col) != formula:
-                calls.append(ToolCall("set_formula", {"cell": f"{lay.sheet}!{c}{row}", "formula": formula}))
+            formula = f"={func}({c}{layout.first}:{c}{last})"
+            if book.raw(layout.sheet, row, col) != formula:
+                calls.append(ToolCall("set_formula", {"cell": f"{layout.sheet}!{c}{row}", "formula": formula}))
         return calls
 
 
@@ -384,7 +384,7 @@ class Summary(Goal):
         return out
 
     def plan(self, env):
-        lay, n, book = env.task.layout, len(env.state.records), env.state.book
+        layout, n, book = env.task.layout, len(env.state.records), env.state.book
         calls = []
         if self.sheet not in book.sheets:
             calls.append(ToolCall("add_sheet", {"name": self.sheet}))
@@ -393,20 +393,20 @@ class Summary(Goal):
         if self.sheet not in book.sheets or any(book.raw(self.sheet, r, c) != v for (r, c), v in labels.items()):
             calls.append(ToolCall("write_values", {"cells": f"{self.sheet}!A1",
                                                    "values": [head] + [[c] for c in self.cats]}))
-        cat_rng = f"{lay.sheet}!${lay.letter('cat')}${lay.first}:${lay.letter('cat')}${lay.last(n)}"
+        cat_rng = f"{layout.sheet}!${layout.letter('cat')}${layout.first}:${layout.letter('cat')}${layout.last(n)}"
         for j, (_, func, role) in enumerate(self.columns, start=2):
             if func == "COUNTIF":
                 formula = f"=COUNTIF({cat_rng},$A2)"
             else:
-                val = f"{lay.sheet}!${lay.letter(role)}${lay.first}:${lay.letter(role)}${lay.last(n)}"
+                val = f"{layout.sheet}!${layout.letter(role)}${layout.first}:${layout.letter(role)}${layout.last(n)}"
                 formula = f"={func}({cat_rng},$A2,{val})"
             calls += formula_calls(book, self.sheet, j, 2, len(self.cats) + 1, formula)
         return calls
 
 
 def _row_tuple(state, task, r):
-    lay = task.layout
-    return tuple(state.book.cell_value(lay.sheet, r, lay.col(role)) for role in lay.roles)
+    layout = task.layout
+    return tuple(state.book.cell_value(layout.sheet, r, layout.col(role)) for role in layout.roles)
 
 
 def _rec_tuple(task, rec):
@@ -423,9 +423,9 @@ class Dedupe(Goal):
     def expected(self, state, task, records):
         if not self.ordered:
             return {}
-        lay = task.layout
-        return {(lay.sheet, lay.first + i, lay.col(role)): rec[role]
-                for i, rec in enumerate(records) for role in lay.roles}
+        layout = task.layout
+        return {(layout.sheet, layout.first + i, layout.col(role)): rec[role]
+                for i, rec in enumerate(records) for role in layout.roles}
 
     def plan(self, env):
         return table_rows(env, self.ordered)
@@ -437,13 +437,13 @@ def table_rows(env, ordered: bool) -> list[ToolCall]:
     back any record a wrong deletion lost, typed in from the records, where it belongs (its place in the original
     order when ``ordered``, else after the other rows, for the sort that follows). A record whose only row is out of
     order is deleted and put back the same way. Nothing when the rows are right."""
-    lay, book, records = env.task.layout, env.state.book, env.state.records
+    layout, book, records = env.task.layout, env.state.book, env.state.records
     if not records:  # a task from a user's files: no data table
         return []
     index = {rec["id"]: i for i, rec in enumerate(records)}
     seen, drop, rows, blank, unknown = set(), [], [], [], []  # rows: (row, record index), first occurrences
-    for r in range(lay.first, book.extent(lay.sheet)[0] + 1):
-        v = book.cell_value(lay.sheet, r, lay.col("id"))
+    for r in range(layout.first, book.extent(layout.sheet)[0] + 1):
+        v = book.cell_value(layout.sheet, r, layout.col("id"))
         if v in seen:
             drop.append(r)
         elif v is None:
@@ -456,16 +456,16 @@ def table_rows(env, ordered: bool) -> list[ToolCall]:
                 unknown.append(r)
     calls = []
     for r, i in _damaged_ids(env, unknown, [i for i in range(len(records)) if records[i]["id"] not in seen]):
-        calls.append(ToolCall("write_values", {"cells": f"{lay.sheet}!{lay.letter('id')}{r}",
+        calls.append(ToolCall("write_values", {"cells": f"{layout.sheet}!{layout.letter('id')}{r}",
                                                "values": [[records[i]["id"]]]}))
         rows.append((r, i))
     rows.sort()
     if rows:  # empty rows inside the table (a stray insert) go too
         drop += [r for r in blank if r < rows[-1][0] and not any(
-            book.cell_value(lay.sheet, r, c) is not None for c in range(1, len(lay.roles) + 1))]
+            book.cell_value(layout.sheet, r, c) is not None for c in range(1, len(layout.roles) + 1))]
     keep = _in_order(rows) if ordered else rows
     drop += sorted({r for r, _ in rows} - {r for r, _ in keep})
-    calls += [ToolCall("delete_rows", {"sheet": lay.sheet, "first_row": r, "count": 1})
+    calls += [ToolCall("delete_rows", {"sheet": layout.sheet, "first_row": r, "count": 1})
               for r in sorted(drop, reverse=True)]
     kept = {i for _, i in keep}
     lost = [i for i in range(len(records)) if i not in kept]
@@ -474,9 +474,9 @@ def table_rows(env, ordered: bool) -> list[ToolCall]:
     else:
         runs = [(len(keep), lost)] if lost else []
     for start, run in runs:
-        row = lay.first + start
-        calls.append(ToolCall("insert_rows", {"sheet": lay.sheet, "before_row": row, "count": len(run)}))
-        calls.append(ToolCall("write_values", {"cells": f"{lay.sheet}!A{row}",
+        row = layout.first + start
+        calls.append(ToolCall("insert_rows", {"sheet": layout.sheet, "before_row": row, "count": len(run)}))
+        calls.append(ToolCall("write_values", {"cells": f"{layout.sheet}!A{row}",
                                                "values": [list(_rec_tuple(env.task, records[i])) for i in run]}))
     return calls
 
@@ -484,11 +484,12 @@ def table_rows(env, ordered: bool) -> list[ToolCall]:
 def _damaged_ids(env, unknown: list[int], missing: list[int]) -> list[tuple[int, int]]:
     """``(row, record index)`` for rows whose id is no record's but whose other cells are mostly a missing record's:
     an id overwritten by mistake, to be typed back rather than the record put in again."""
-    lay, book, records = env.task.layout, env.state.book, env.state.records
-    others = [role for role in lay.roles if role != "id"]
+    layout, book, records = env.task.layout, env.state.book, env.state.records
+    others = [role for role in layout.roles if role != "id"]
     found = []
     for r in unknown:
-        score = {i: sum(same_value(book.cell_value(lay.sheet, r, lay.col(role)), records[i][role]) for role in others)
+        score = {i: sum(same_value(book.cell_value(layout.sheet, r, layout.col(role)), records[i][role])
+                        for role in others)
                  for i in missing}
         best = max(score, key=score.get, default=None)
         if best is not None and 2 * score[best] > len(others):
@@ -525,24 +526,25 @@ class SortRows(Goal):
         return {}
 
     def check(self, state, task, records):
-        lay = task.layout
-        rows = [_row_tuple(state, task, r) for r in range(lay.first, lay.last(len(records)) + 1)]
+        layout = task.layout
+        rows = [_row_tuple(state, task, r) for r in range(layout.first, layout.last(len(records)) + 1)]
         want = sorted(_rec_tuple(task, rec) for rec in records)
         reasons = []
         if sorted(rows, key=repr) != sorted(want, key=repr):
-            reasons.append(f"the table's rows {lay.first}-{lay.last(len(records))} are not the original records "
+            reasons.append(f"the table's rows {layout.first}-{layout.last(len(records))} are not the original records "
                            f"(a row was changed, lost or duplicated)")
         for a, b in itertools.pairwise(rows):
-            if row_compare(a, b, [(lay.roles.index(role), desc) for role, desc in self.keys]) > 0:
+            if row_compare(a, b, [(layout.roles.index(role), desc) for role, desc in self.keys]) > 0:
                 reasons.append(f"rows are not sorted by {self.text}: {a[0]} comes before {b[0]}")
                 break
         return reasons
 
     def plan(self, env):
-        lay, n = env.task.layout, len(env.state.records)
-        width = col_letter(max(len(lay.roles), env.state.book.extent(lay.sheet)[1]))
-        keys = [f"{lay.letter(role)}{' desc' if desc else ''}" for role, desc in self.keys]
-        return [ToolCall("sort_range", {"cells": f"{lay.sheet}!A{lay.first}:{width}{lay.last(n)}", "keys": keys})]
+        layout, n = env.task.layout, len(env.state.records)
+        width = col_letter(max(len(layout.roles), env.state.book.extent(layout.sheet)[1]))
+        keys = [f"{layout.letter(role)}{' desc' if desc else ''}" for role, desc in self.keys]
+        cells = f"{layout.sheet}!A{layout.first}:{width}{layout.last(n)}"
+        return [ToolCall("sort_range", {"cells": cells, "keys": keys})]
 
 
 @dataclass
@@ -561,9 +563,9 @@ class CellFormula(Goal):
 
     def plan(self, env):
         s, r, c = self.key
-        lay, n = env.task.layout, len(env.state.records)
-        L = lay.letter(self.role)
-        formula = f"={self.func}({L}{lay.first}:{L}{lay.last(n)})"
+        layout, n = env.task.layout, len(env.state.records)
+        L = layout.letter(self.role)
+        formula = f"={self.func}({L}{layout.first}:{L}{layout.last(n)})"
         return [ToolCall("set_formula", {"cell": f"{s}!{col_letter(c)}{r}", "formula": formula})]
 
 

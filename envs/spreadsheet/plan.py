@@ -35,18 +35,18 @@ def _rows_move(task) -> bool:
 def _repairs(env) -> list[ToolCall]:
     """Restore damaged cells (values typed back, formulas re-set) and clear strays."""
     task, state = env.task, env.state
-    book, lay = state.book, task.layout
+    book, layout = state.book, task.layout
     want = dict(task.static)
-    want.update(((lay.sheet, 1, j), h) for j, h in enumerate(lay.headers, start=1))
+    want.update(((layout.sheet, 1, j), h) for j, h in enumerate(layout.headers, start=1))
     # Each record's row: found by its id where a sort moves rows, else its place (table_rows ran first, so row i
     # holds record i).
     owned = {g.role for g in task.goals if isinstance(g, InPlace)}
     found = rows_by_id(state, task) if _rows_move(task) else None
     for i, rec in enumerate(state.records):
-        row = lay.first + i if found is None else found.get(rec["id"])
-        for role in lay.roles:
+        row = layout.first + i if found is None else found.get(rec["id"])
+        for role in layout.roles:
             if role not in owned and row is not None:
-                want[(lay.sheet, row, lay.col(role))] = rec[role]
+                want[(layout.sheet, row, layout.col(role))] = rec[role]
     wrong = {}
     for (s, r, c), v in want.items():
         raw = book.sheets[s].cells.get((r, c)) if s in book.sheets else None

@@ -362,36 +362,36 @@ def build_task(template: str, split: str, task_seed: int, r: random.Random) -> S
 
 
 def _render(b: _Build) -> Workbook:
-    lay = b.layout
-    sheets = [lay.sheet] + sorted({s for s, _, _ in b.static if s != lay.sheet})
+    layout = b.layout
+    sheets = [layout.sheet] + sorted({s for s, _, _ in b.static if s != layout.sheet})
     book = Workbook(tuple(sheets))
     rows = [dict(rec) for rec in b.records]
     for inserted, (before, rec) in enumerate(sorted(b.extra_rows, key=lambda t: t[0])):
         rows.insert(before + inserted, dict(rec))
-    for j, head in enumerate(lay.headers, start=1):
-        book.set_cell(lay.sheet, 1, j, head)
+    for j, head in enumerate(layout.headers, start=1):
+        book.set_cell(layout.sheet, 1, j, head)
     first_dupe = {}
     for i, rec in enumerate(rows):
-        r = lay.first + i
-        for j, role in enumerate(lay.roles, start=1):
-            book.set_cell(lay.sheet, r, j, rec[role])
+        r = layout.first + i
+        for j, role in enumerate(layout.roles, start=1):
+            book.set_cell(layout.sheet, r, j, rec[role])
         first_dupe.setdefault(rec["id"], r)
     # mess is keyed by the clean table's rows; with duplicates inserted, map record index -> its first row
-    index_row = {lay.first + k: first_dupe[rec["id"]] for k, rec in enumerate(b.records)}
+    index_row = {layout.first + k: first_dupe[rec["id"]] for k, rec in enumerate(b.records)}
     for (r, c), raw in b.mess.items():
-        book.set_cell(lay.sheet, index_row.get(r, r), c, raw)
+        book.set_cell(layout.sheet, index_row.get(r, r), c, raw)
     for (s, r, c), raw in b.static.items():
         book.set_cell(s, r, c, raw)
     return book
 
 
 def _message(b: _Build, book: Workbook) -> str:
-    lay = b.layout
-    n_rows = book.extent(lay.sheet)[0] - 1
+    layout = b.layout
+    n_rows = book.extent(layout.sheet)[0] - 1
     sheets = ", ".join(f"'{s}'" for s in book.sheets)
     steps = "\n".join(f"{i}. {line}" for i, line in enumerate(b.lines, start=1)) if len(b.lines) > 1 else b.lines[0]
-    return (f"The workbook has the sheets {sheets}. The table on '{lay.sheet}' has its headers in row 1 "
-            f"(columns A-{col_letter(len(lay.roles))}: {', '.join(lay.headers)}) and data below, about {n_rows} "
+    return (f"The workbook has the sheets {sheets}. The table on '{layout.sheet}' has its headers in row 1 "
+            f"(columns A-{col_letter(len(layout.roles))}: {', '.join(layout.headers)}) and data below, about {n_rows} "
             f"rows.\n\n{steps}")
 
 
