@@ -296,7 +296,23 @@ class Experiment:
         for path in filter(None, [self.out / "summary.json", self.s.summary]):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(json.dumps(doc, indent=2) + "\n")
+        self.write_results(doc, Path(self.s.summary).parent if self.s.summary else self.out)
         return doc
+
+    def write_results(self, doc: dict[str, Any], folder: Path) -> None:
+        """``folder/results.md``: the tables of ``doc``; ``folder/branches/`` and ``folder/heldout/``: the report
+        (plots) and trajectory viewer of every evaluated arm's branch-start and whole held-out episodes."""
+        from training.evaluation.report import write_report
+
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.md").write_text(results_markdown(doc))
+        for part, title in (("branches", "held-out branch starts"), ("heldout", "whole held-out episodes")):
+            arms = [a for a in ARMS if (self.out / "eval" / a / part / "episodes.jsonl").is_file()]
+            if arms:
+                write_report([self.out / "eval" / a / part for a in arms], folder / part, labels=arms,
+                             title=f"Recovery experiment ({self.config_path}): {title}",
+                             command=f"python scripts/recovery_experiment.py {self.config_path} --steps summary",
+                             viewer_episodes=20)
 
 
 def _arm_summary(branch: list[dict], whole: list[dict]) -> dict[str, Any]:
@@ -351,6 +367,79 @@ def _compare(arms: dict[str, Any], loaded: dict[str, tuple[list, list]]) -> None
     for i, (p, arm) in enumerate(ps):  # Holm's step-down adjustment
         running = max(running, min(1.0, p * (len(ps) - i)))
         arms[arm]["vs_sft"]["primary"]["p_holm"] = running
+
+
+def _cell(rate: float | None, ci: list[float] | None = None) -> str:
+    if rate is None:
+        return "-"
+    return f"{rate:.1%}" + (f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else "")
+
+
+def _versus_cell(v: dict[str, Any] | None, holm: bool = False) -> str:
+    if not v or v.get("better") is None:
+        return "-"
+    text = f"+{v['better']}/-{v['worse']}, p={v['p']:.3g}"
+    return text + (f" (Holm {v['p_holm']:.3g})" if holm and "p_holm" in v else "")
+
+
+def _fmt(values: dict[str, Any], key: str, fmt: str = "{:.3f}") -> str:
+    return "-" if values.get(key) is None else fmt.format(values[key])
+
+
+def results_markdown(doc: dict[str, Any]) -> str:
+    """The summary's tables: the primary measure and the secondary ones per arm, per event kind, GRPO diagnostics."""
+    arms = doc["arms"]
+    lines = [f"# Recovery experiment: `{doc['config']}`", "",
+             f"Written by `python scripts/recovery_experiment.py {doc['config']} --steps summary` at {doc['written']} "
+             f"from the runs' own records ([summary.json](summary.json); plan: `{doc['plan']}`). Environment "
+             f"`{doc['env_id']}`, {doc['heldout']['tasks']} held-out tasks, {doc['heldout']['branch_starts']} "
+             f"held-out branch starts, faults at rate {doc['heldout']['fault_rate']}.", "",
+             f"Primary measure: {doc['primary_measure']}.", "",
+             "| arm | status | handled at branch starts [95% CI] | vs sft: +/-, p | success from branch starts "
+             "| whole episodes: success [95% CI] | vs sft: +/- tasks, p | mean score | tokens / episode |",
+             "|---|---|---|---|---:|---|---|---:|---:|"]
+    for name, a in arms.items():
+        if a.get("status") != "complete":
+            done = (f" ({a['branch_episodes_done']}/{a['branch_starts']} branch starts, {a['episodes_done']}/"
+                    f"{a['episodes_planned']} episodes)" if a.get("status") == "incomplete" else "")
+            lines.append(f"| {name} | {a.get('status')}{done} | - | - | - | - | - | - | - |")
+            continue
+        vs = a.get("vs_sft") or {}
+        lines.append(f"| {name} | complete | {_cell(a['primary'], a['primary_ci95'])} "
+                     f"({a['primary_counts']['handled']}/{a['primary_counts']['branch_starts']}) "
+                     f"| {_versus_cell(vs.get('primary'), holm=True)} | {_cell(a['branch_success'])} "
+                     f"| {_cell(a['success'], a['success_ci95'])} | {_versus_cell(vs.get('success'))} "
+                     f"| {a['score']:.3f} | {a['tokens_per_episode']:.0f} |")
+    if "vs_grpo_whole" in arms.get("grpo_branches", {}):
+        v = arms["grpo_branches"]["vs_grpo_whole"]
+        lines += ["", f"Ablation, grpo_branches against grpo_whole: handled at branch starts "
+                      f"{_versus_cell(v['primary'])}; whole-episode success {_versus_cell(v['success'])}."]
+    kinds = sorted({k for a in arms.values() for k in (a.get("by_kind") or {})})
+    complete = [n for n, a in arms.items() if a.get("status") == "complete"]
+    if kinds and complete:
+        lines += ["", "Handled per event kind at the branch starts (handled/branches, mean turns to handle):", "",
+                  "| event | " + " | ".join(complete) + " |", "|---|" + "---:|" * len(complete)]
+        for kind in kinds:
+            cells = []
+            for n in complete:
+                k = arms[n]["by_kind"].get(kind)
+                turns = k and k.get("mean_turns_to_handle")
+                cells.append("-" if not k else f"{k['handled']}/{k['branches']}"
+                             + (f" ({turns:.1f})" if turns is not None else ""))
+            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    grpo = [(n, arms[n]["grpo"]) for n in complete if arms[n].get("grpo")]
+    if grpo:
+        lines += ["", "Why GRPO moved or did not (per optimizer step, means over the run):", "",
+                  "| arm | steps | seconds | reward | reward std in a group | groups with zero spread | steps with "
+                  "non-zero loss | KL | tool calls / rollout |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for n, g in grpo:
+            cells = [_fmt(g, "seconds", "{:.0f}"), _fmt(g, "mean_reward"), _fmt(g, "mean_reward_std"),
+                     _fmt(g, "frac_reward_zero_std", "{:.0%}"), str(g["steps_with_nonzero_loss"]), _fmt(g, "mean_kl"),
+                     _fmt(g, "tool_calls_per_rollout", "{:.2f}")]
+            lines.append(f"| {n} | {g['steps']} | " + " | ".join(cells) + " |")
+    lines += ["", "Plots and trajectories: [branch starts](branches/report.md) ([viewer](branches/viewer.html)), "
+                  "[whole episodes](heldout/report.md) ([viewer](heldout/viewer.html)).", ""]
+    return "\n".join(lines)
 
 
 def _grpo_diagnostics(results_file: Path) -> dict[str, Any] | None:
