@@ -196,13 +196,18 @@ def test_table_says_when_the_task_filter_applied_and_never_on_held_out():
 def test_table_compares_each_point_with_before_on_the_same_tasks():
     def point(solved):
         episodes = [{"task_seed": k, "success": k in solved, "score": float(k in solved)} for k in range(6)]
+        recovery = {"transient_error": {"events": 2, "handled": 1}, "rate_limit": {"events": 1, "handled": 1},
+                    "rejected_call": {"events": 3, "handled": 0}, "all": {"events": 6, "handled": 2}}
         return {"tasks": 6, "success_rate": len(solved) / 6, "mean_score": len(solved) / 6, "mean_tool_calls": 1.0,
-                "episodes": episodes}
+                "recovery": recovery, "episodes": episodes}
 
     results = {"eval": {"before": {"heldout": point({0})}, "after": {"heldout": point({1, 2, 3, 4, 5})}}}
     header, _, before, after = results_table(results).splitlines()
-    assert header.endswith("vs before: +/- tasks, p")
-    assert len(before) < len(header) and before.endswith("1.0")  # no last cell: nothing to compare "before" with
+    assert header.endswith("faults handled  rejections handled  vs before: +/- tasks, p")
+    # faults handled: 2 of the 3 that fired; rejections: 0 of 3; no last cell: nothing to compare "before" with
+    assert len(before) < len(header) and before.split()[-2:] == ["2/3", "0/3"]
+    del results["eval"]["before"]["heldout"]["recovery"]  # a results.json written before the recovery records
+    assert results_table(results).splitlines()[2].split()[-2:] == ["-", "-"]
     assert after.endswith("+5/-1, p=0.22")  # 2 * (C(6,0) + C(6,1)) / 2^6 = 0.219
     results["eval"]["after"]["heldout"]["faults"] = {"rate_limit": 0.5}  # a resumed run evaluated otherwise
     assert results_table(results).splitlines()[3].endswith("  -")
