@@ -89,8 +89,6 @@ class SheetTask:
     message: str
     cats: tuple[str, ...]
     codes: tuple[str, ...]
-    required_steps: int = 0
-    plan: list = field(default_factory=list)  # the reference plan from the starting workbook
 
 
 @dataclass
