@@ -256,3 +256,45 @@ def test_a_failed_identity_verification_is_an_answered_check_on_record():
     assert obs.startswith("verification failed") and info["outcome"] == "ok"
     assert env.unwrapped.state.failed_verifications == [task.customer_id] and not env.unwrapped.state.verified
     assert not [r for r in info["recovery"] if r["kind"] == "rejected_call"]
+
+
+def test_stopping_without_a_call_closes_the_records_and_ends_the_episode():
+    """An agent that stops calling tools (a TRL rollout's end, ``recoverygym eval``'s too): what is still open was
+    not handled, the final info is a last step's, and the episode is over."""
+    env = start(transient_error=1.0)
+    *_, info = env.step(call("append", amount=env.task.amounts[0]))
+    assert info["recovery"][0]["detail"] == "not handled yet"  # open: the agent may still retry
+    final = env.stop()
+    assert set(final) == {"success", "score", "components", "reasons", "faults", "recovery"}
+    assert final["recovery"][0]["handled"] is False
+    assert final["recovery"][0]["detail"] == "not handled by the end of the episode"
+    assert final["score"] == env.check().score and final["faults"] == info["faults"]
+    with pytest.raises(RuntimeError, match="episode has ended"):
+        env.step(call("count"))
+    with pytest.raises(RuntimeError, match="episode has ended"):
+        env.stop()
+
+
+def test_an_evaluation_episode_ended_by_a_reply_keeps_the_closed_records(tmp_path):
+    """The runner's records carry the environment's recovery records and each step's outcome, closed by ``stop`` when
+    the policy answers without a tool call."""
+    from training.evaluation.episode import Action
+    from training.evaluation.runner import EvalConfig, load_episodes, run_eval
+
+    class FailsOnceThenReplies:
+        name = "replies"
+
+        def config(self):
+            return {"policy": "replies"}
+
+        def act(self, episodes):
+            return [Action(ep.env.unwrapped.reference_action() if not ep.history else "I am done.", scripted=True)
+                    for ep in episodes]
+
+    config = EvalConfig(env_ids=("recoverygym/SupportDesk-v0",), splits=("heldout",), fault_kinds=("transient_error",),
+                        fault_rate=1.0, tasks=2, samples=1)
+    run_eval(FailsOnceThenReplies(), config, tmp_path, progress=False)
+    for episode in load_episodes(tmp_path / "episodes.jsonl"):
+        assert episode["ended"] == "no tool call"
+        assert episode["steps"][0]["outcome"] == "fault" and "outcome" not in episode["steps"][-1]
+        assert [(r["kind"], r["handled"]) for r in episode["recovery"]] == [("transient_error", False)]
