@@ -336,7 +336,7 @@ def _arm_summary(branch: list[dict], whole: list[dict]) -> dict[str, Any]:
                     for kind, v in b.items() if kind != "all"},
         "tokens_per_episode": w["tokens_per_episode"],
         "branch_tokens_per_episode": b["all"]["tokens_per_episode"],
-        "whole_episode_recovery": w.get("recovery_behaviour") or w.get("recovery"),
+        "whole_episode_recovery": w["recovery_behaviour"],
     }
 
 

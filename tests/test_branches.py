@@ -232,3 +232,45 @@ def test_branch_outcome_and_pairing_on_hand_built_records():
     assert paired["handled"] == {"pairs": 4, "better": 2, "worse": 1, "p": 1.0}
     assert paired["success"] == {"pairs": 4, "better": 1, "worse": 0, "p": 1.0}
     assert np.isclose(paired_branches(base * 1, base)["handled"]["p"], 1.0)
+
+
+def test_training_refuses_branch_starts_it_must_not_train_on(recorded, tmp_path):
+    """GRPO on branch starts: no source, a folder that is no evaluation, a held-out folder (the held-out split is
+    never trained on) and another environment's episodes are refused before any training; so is a model episode
+    that does not replay under the run's turn limit."""
+    from training.config import ConfigError, load_config
+    from training.train import grpo_branch_dataset
+
+    grpo = ["run.stages=[grpo]", f"env.id={SUPPORT}", "data.grpo_starts=branches", "data.grpo_tasks=2"]
+    with pytest.raises(ConfigError, match="names no source"):
+        load_config(None, [*grpo, "branches.sources=[]"])
+    with pytest.raises(ConfigError, match="no evaluation folder"):
+        load_config(None, [*grpo, f"branches.episodes=[{tmp_path / 'nowhere'}]"])
+    heldout = load_config(None, [*grpo, "branches.sources=[]", f"branches.episodes=[{recorded[SUPPORT]}]"])
+    with pytest.raises(ConfigError, match="held-out split is never trained on"):
+        grpo_branch_dataset(heldout)
+    other = [e for e in ENV_IDS if e != SUPPORT][0]
+    with pytest.raises(ConfigError, match="held-out split is never trained on"):
+        grpo_branch_dataset(load_config(None, [*grpo, "branches.sources=[]", f"branches.episodes=[{recorded[other]}]"]))
+
+    train_folder = tmp_path / "train-episodes"
+    config = EvalConfig(env_ids=(SUPPORT,), splits=("train",), fault_kinds=("all",), fault_rate=0.25, tasks=6,
+                        samples=1, seed=3, max_turns=30)
+    run_eval(ModelLike(), config, train_folder, progress=False)
+    ok = load_config(None, [*grpo, "branches.sources=[]", f"branches.episodes=[{train_folder}]", "env.max_turns=30"])
+    data = grpo_branch_dataset(ok)
+    assert len(data) > 0 and all(s.startswith("episodes:") for s in data["source"])
+    latest = max(row["branch_turn"] for row in data)
+    short = load_config(None, [*grpo, "branches.sources=[]", f"branches.episodes=[{train_folder}]",
+                               f"env.max_turns={latest}"])  # the last replayed action would end it
+    with pytest.raises(ConfigError, match="does not replay under env.max_turns"):
+        grpo_branch_dataset(short)
+
+
+def test_dtype_settings_are_checked_when_the_config_loads():
+    from training.config import ConfigError, load_config
+
+    for key in ("model.dtype", "eval.dtype"):
+        with pytest.raises(ConfigError, match=f"{key}='bf16': use fast, float32"):
+            load_config(None, [f"{key}=bf16"])
+    assert load_config(None, ["eval.dtype=fast"]).eval.dtype == "fast"

@@ -294,7 +294,10 @@ def test_an_evaluation_episode_ended_by_a_reply_keeps_the_closed_records(tmp_pat
     config = EvalConfig(env_ids=("recoverygym/SupportDesk-v0",), splits=("heldout",), fault_kinds=("transient_error",),
                         fault_rate=1.0, tasks=2, samples=1)
     run_eval(FailsOnceThenReplies(), config, tmp_path, progress=False)
-    for episode in load_episodes(tmp_path / "episodes.jsonl"):
+    episodes = load_episodes(tmp_path / "episodes.jsonl")
+    assert len(episodes) == 2
+    for episode in episodes:
         assert episode["ended"] == "no tool call"
         assert episode["steps"][0]["outcome"] == "fault" and "outcome" not in episode["steps"][-1]
-        assert [(r["kind"], r["handled"]) for r in episode["recovery"]] == [("transient_error", False)]
+        assert [(r["kind"], r["handled"], r["detail"]) for r in episode["recovery"]] == [
+            ("transient_error", False, "not handled by the end of the episode")]

@@ -30,6 +30,7 @@ def test_every_rollout_of_a_group_starts_from_the_same_state(env_id):
     the row's actions (returning None, so TRL keeps the row's prompt) and continues identically, faults included;
     an instance reused from another row's rollout continues exactly like a fresh one."""
     rows = scripted_branches(env_id, range(4), faults=FAULTS, config=BranchConfig(per_task=2), seed=4)
+    assert rows
     factory = make_environment_factory(env_id, faults=FAULTS)
     reused = factory()
     for row in rows:
@@ -48,7 +49,7 @@ def test_every_rollout_of_a_group_starts_from_the_same_state(env_id):
             assert instance.reset(**row) is None
             results.append(_probe(instance, calls))
         assert all(r == results[0] for r in results), row["branch_id"]
-        assert [a for a in results[0][0]] != [] and results[0][0][0] is not None
+        assert results[0][0] and results[0][0][0] is not None
 
 
 def test_whole_episode_rows_still_get_the_prompt_from_reset():

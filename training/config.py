@@ -62,6 +62,14 @@ class ConfigError(ValueError):
     """A configuration file or value that cannot be used; the message says where and what would be valid."""
 
 
+DTYPES = ("fast", "float32", "bfloat16", "float16", "auto")
+
+
+def _check_dtype(key: str, value: str | None, default: str = "or leave it out for the default") -> None:
+    if value is not None and value not in DTYPES:
+        raise ConfigError(f"{key}={value!r}: use {', '.join(DTYPES)} ({default})")
+
+
 def _suggest(word: str, options: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -136,9 +144,13 @@ class ModelConfig:
     name_or_path: str = "tiny"
     """``tiny`` (built locally), ``smollm2`` (SmolLM2-135M-Instruct, offline), or a hub id / local folder."""
     dtype: str | None = None
-    """None: float32 on CPU, the checkpoint's dtype on GPU; or ``float32``, ``bfloat16``, ``fast``, ``auto``."""
+    """None: float32 on CPU, the checkpoint's dtype on GPU; or ``float32``, ``bfloat16``, ``float16``, ``fast``,
+    ``auto``."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     lora: LoraSettings | None = None
+
+    def __post_init__(self) -> None:
+        _check_dtype("model.dtype", self.dtype)
 
 
 @dataclass(frozen=True)
@@ -206,8 +218,9 @@ class TrainingEvalConfig:
     """Token limit of one assistant turn (the model policy's generation budget)."""
     dtype: str | None = None
     """dtype of the evaluated model; None: ``model.dtype``. ``fast``: bfloat16 where the hardware computes it
-    natively (GPUs, recent CPUs), else float32: 2x the float32 speed on CPU at nearly the same greedy transcripts
-    (docs/evaluation.md); ``float32``, ``bfloat16``, ``auto``."""
+    natively (GPUs, recent CPUs), else float32: 2x the float32 speed on such a CPU, and it changes some greedy
+    transcripts (4 of 8 identical for SmolLM2; docs/evaluation.md); ``float32``, ``bfloat16``, ``float16``,
+    ``auto``."""
     runner: dict[str, Any] = field(default_factory=dict)
     """The section's ``runner.EvalConfig`` fields, as given."""
 
@@ -220,9 +233,7 @@ class TrainingEvalConfig:
             raise ConfigError(f"eval.splits={list(self.splits)}: use 'heldout', 'train' (unseen seeds) or 'seen'")
         if self.max_new_tokens < 1:
             raise ConfigError(f"eval.max_new_tokens={self.max_new_tokens}: must be at least 1")
-        if self.dtype not in (None, "auto", "fast", "float32", "bfloat16", "float16"):
-            raise ConfigError(f"eval.dtype={self.dtype!r}: use fast, float32, bfloat16, float16 or auto "
-                              "(or leave it out for model.dtype)")
+        _check_dtype("eval.dtype", self.dtype, "or leave it out for model.dtype")
 
 
 @dataclass(frozen=True)
@@ -446,6 +457,8 @@ def load_config(
     for assignment in overrides:
         _set_override(data, assignment)
     config = _build(ExperimentConfig, data, "")
+    if "grpo" in config.run.stages and config.data.grpo_starts == "branches":
+        _check_branch_sources(config.branches)
     for stage in config.run.stages:  # let TRL reject a misspelt key now, not after an hour of SFT
         trl_config(config, stage)
     for split in config.eval.splits:  # and the evaluation runner a value it refuses, before any training
@@ -454,6 +467,19 @@ def load_config(
         except ValueError as err:
             raise ConfigError(f"eval: {err}") from err
     return config
+
+
+def _check_branch_sources(branches: BranchConfig) -> None:
+    """GRPO on branch starts needs a source of them, and every ``branches.episodes`` folder must exist."""
+    if not branches.sources and not branches.episodes:
+        raise ConfigError("data.grpo_starts is 'branches' but the branches section names no source: give "
+                          "branches.sources (reference, noisy, near_miss) and/or branches.episodes (evaluation "
+                          "folders)")
+    for folder in branches.episodes:
+        path = Path(folder)
+        if not (path / "episodes.jsonl").is_file() and not (path.is_file() and path.name.endswith(".jsonl")):
+            raise ConfigError(f"branches.episodes: {folder!r} is no evaluation folder (no episodes.jsonl there); "
+                              "give a folder written by `recoverygym eval` or by a training run's evaluation")
 
 
 def _yaml11_words(cls: type, values: dict[str, Any]) -> dict[str, Any]:

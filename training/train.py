@@ -332,10 +332,38 @@ def grpo_branch_dataset(config: ExperimentConfig):
                              seed=config.run.seed, max_turns=config.env.max_turns) if config.branches.sources else []
     scripted = len(rows)
     for folder in config.branches.episodes:
-        rows += episode_branches(folder, config.branches)
+        recorded = episode_branches(folder, config.branches)
+        wrong = sorted({(r["env_id"], r["split"]) for r in recorded} - {(config.env.id, "train")})
+        if wrong:
+            raise ConfigError(f"branches.episodes: {folder} holds episodes of {wrong}; GRPO trains on "
+                              f"{config.env.id}'s train split only (the held-out split is never trained on)")
+        rows += recorded
+    _check_replays(rows[scripted:], config)
     _log(f"branch starts: {scripted} from scripted episodes ({', '.join(config.branches.sources) or 'none'}) of "
          f"{len(seeds)} tasks, {len(rows) - scripted} from model episodes ({len(config.branches.episodes)} folder(s))")
     return branch_dataset(rows)
+
+
+def _check_replays(rows, config: ExperimentConfig) -> None:
+    """Replay each model-recorded branch start under the run's environment settings before training: one recorded
+    with a longer turn limit than ``env.max_turns`` (or by an environment that has changed since) fails here, not
+    in the middle of GRPO."""
+    from training.adapter import make_env, parse_faults
+    from training.branches import replay
+
+    envs: dict[str, Any] = {}  # one per fault setting
+    for row in rows:
+        if row["faults"] not in envs:
+            envs[row["faults"]] = make_env(config.env.id, faults=parse_faults(row["faults"]),
+                                           max_turns=config.env.max_turns)
+        env = envs[row["faults"]]
+        try:
+            replay(row, env=env)
+        except ValueError as err:
+            raise ConfigError(f"branches.episodes: branch start {row['branch_id']} (task {row['task_seed']}) does "
+                              f"not replay under env.max_turns={config.env.max_turns}: {err}") from err
+    for env in envs.values():
+        env.close()
 
 
 def _check_sft_length(data, tokenizer, max_length: int | None) -> None:
@@ -379,14 +407,15 @@ def _train_stage(stage: str, config: ExperimentConfig, start: str, run_dir: Path
         "log_history": trainer.state.log_history,
     }
     if stage == "grpo":
-        summary["grpo_rows"] = _grpo_rows(trainer.train_dataset, config)
+        summary["grpo_rows"] = _grpo_rows(trainer.train_dataset)
     return summary
 
 
-def _grpo_rows(data, config: ExperimentConfig) -> dict[str, Any]:
+def _grpo_rows(data) -> dict[str, Any]:
     """What the GRPO rows were: whole episodes or branch starts, how many, and per branch source and event kind."""
-    out: dict[str, Any] = {"starts": config.data.grpo_starts, "rows": len(data)}
-    if "branch_kind" in data.column_names:
+    columns = data.column_names or ()
+    out: dict[str, Any] = {"starts": "branches" if "actions" in columns else "whole", "rows": len(data)}
+    if "branch_kind" in columns:
         out["by_source"] = dict(sorted(Counter(data["source"]).items()))
         out["by_kind"] = dict(sorted(Counter(data["branch_kind"]).items()))
     return out

@@ -184,7 +184,7 @@ def _raise_error_argument(values: list) -> None:
             raise v
 
 
-def checked(v):
+def _checked(v):
     """A function's result: a float must be finite (inf or nan is #NUM!, as LibreOffice shows an overflow)."""
     if type(v) is float and not math.isfinite(v):
         raise err("#NUM!", "the result is too large")
@@ -204,7 +204,7 @@ def _compile_call(name: str, args: list, refs: list[RefBox]) -> Callable:
     if name in LAZY:
         def lazy(ctx):
             try:
-                return checked(fn(ctx, *thunks))
+                return _checked(fn(ctx, *thunks))
             except XlError as e:
                 return e
             except ArithmeticError:
@@ -218,7 +218,7 @@ def _compile_call(name: str, args: list, refs: list[RefBox]) -> Callable:
             values = [t(ctx) for t in thunks]
             if not passes:
                 _raise_error_argument(values)
-            return checked(fn(*values))
+            return _checked(fn(*values))
         except XlError as e:
             return e
         except ArithmeticError:  # OverflowError from a float operation: a number past 1.8E+308
@@ -239,7 +239,7 @@ def _compile_call(name: str, args: list, refs: list[RefBox]) -> Callable:
             try:
                 if not passes:
                     _raise_error_argument(values)
-                out = checked(fn(*values))
+                out = _checked(fn(*values))
             except XlError as e:
                 out = e
             except ArithmeticError:

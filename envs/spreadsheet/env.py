@@ -26,6 +26,7 @@ from ..core import CheckResult, FaultConfig, SeededError, ToolCall, ToolEnv, Too
 from ..core.tools import suggest
 from . import faults
 from .checker import check_task
+from .compiler import Formula
 from .formulas import (
     MAX_COL,
     MAX_ROW,
@@ -40,7 +41,7 @@ from .formulas import (
 from .functions import number_text
 from .plan import reference_plan
 from .templates import SheetTask, generate_task
-from .workbook import Formula, Workbook, move_box, row_compare, storable
+from .workbook import Workbook, move_box, row_compare, storable
 
 ROLE = ("You are a spreadsheet assistant. Do the user's request below in their workbook, one tool call per turn. "
         "Change nothing else, leave no helper cells, then call finish. Cells are written like B2, A1:C9, B:B or "

@@ -24,10 +24,11 @@ import random
 import numpy as np
 
 from ..core import SeededError, ToolCall
+from .compiler import Formula
 from .formulas import col_letter, parse_ref
 from .goals import InPlace, SortRows, rows_by_id
 from .templates import FIRST, LAST, SheetTask
-from .workbook import Formula, Workbook
+from .workbook import Workbook
 
 _SHIFTABLE = {"write_values": "cells", "set_formula": "cell", "fill": "cells"}
 
