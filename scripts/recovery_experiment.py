@@ -273,12 +273,16 @@ class Experiment:
             if arm not in self.s.arms or not (branch or whole):
                 arms[arm] = {"status": "not run"}
                 continue
-            if len(branch) < len(rows) or len(whole) < planned_whole:
-                arms[arm] = {"status": "incomplete", "branch_episodes_done": len(branch), "branch_starts": len(rows),
-                             "episodes_done": len(whole), "episodes_planned": planned_whole}
+            progress = {"branch_episodes_done": len(branch), "branch_starts": len(rows), "episodes_done": len(whole),
+                        "episodes_planned": planned_whole}
+            if len(branch) < len(rows):
+                arms[arm] = {"status": "incomplete", **progress}
                 continue
-            loaded[arm] = (branch, whole)
-            arms[arm] = _arm_summary(branch, whole) | {"status": "complete"}
+            whole_done = len(whole) >= planned_whole
+            loaded[arm] = (branch, whole if whole_done else None)
+            # the primary measure needs the branch starts only; the whole episodes' figures only when all are in
+            arms[arm] = _arm_summary(branch, whole if whole_done else None) | (
+                {"status": "complete"} if whole_done else {"status": "primary only", **progress})
             if arm.startswith("grpo"):
                 arms[arm]["grpo"] = _grpo_diagnostics(self.out / arm / "results.json")
         _compare(arms, loaded)
@@ -315,12 +319,14 @@ class Experiment:
                              viewer_episodes=20)
 
 
-def _arm_summary(branch: list[dict], whole: list[dict]) -> dict[str, Any]:
+def _arm_summary(branch: list[dict], whole: list[dict] | None) -> dict[str, Any]:
+    """An arm's figures; the whole-episode ones are None until every whole held-out episode is in."""
     from training.branches import branch_summary
     from training.evaluation.metrics import summarize_group
 
     b = branch_summary(branch)
-    w = summarize_group(whole)
+    w = summarize_group(whole) if whole else dict.fromkeys(
+        ("episodes", "success_rate", "success_ci95", "mean_score", "tokens_per_episode", "recovery_behaviour"))
     return {
         "episodes": w["episodes"],
         "success": w["success_rate"],
@@ -348,7 +354,8 @@ def _compare(arms: dict[str, Any], loaded: dict[str, tuple[list, list]]) -> None
 
     def versus(base: str, arm: str) -> dict[str, Any]:
         primary = paired_branches(loaded[base][0], loaded[arm][0])
-        whole = paired_comparison(loaded[base][1], loaded[arm][1], resamples=0) or {}
+        both = loaded[base][1] is not None and loaded[arm][1] is not None
+        whole = (paired_comparison(loaded[base][1], loaded[arm][1], resamples=0) or {}) if both else {}
         return {"primary": {k: primary["handled"][k] for k in ("better", "worse", "p")} | {
                     "pairs": primary["handled"]["pairs"]},
                 "success": {"better": whole.get("better"), "worse": whole.get("worse"), "p": whole.get("sign_test_p"),
@@ -399,23 +406,23 @@ def results_markdown(doc: dict[str, Any]) -> str:
              "| whole episodes: success [95% CI] | vs sft: +/- tasks, p | mean score | tokens / episode |",
              "|---|---|---|---|---:|---|---|---:|---:|"]
     for name, a in arms.items():
-        if a.get("status") != "complete":
-            done = (f" ({a['branch_episodes_done']}/{a['branch_starts']} branch starts, {a['episodes_done']}/"
-                    f"{a['episodes_planned']} episodes)" if a.get("status") == "incomplete" else "")
+        done = (f" ({a['branch_episodes_done']}/{a['branch_starts']} branch starts, {a['episodes_done']}/"
+                f"{a['episodes_planned']} episodes)" if "branch_starts" in a else "")
+        if a.get("primary") is None:
             lines.append(f"| {name} | {a.get('status')}{done} | - | - | - | - | - | - | - |")
             continue
         vs = a.get("vs_sft") or {}
-        lines.append(f"| {name} | complete | {_cell(a['primary'], a['primary_ci95'])} "
+        lines.append(f"| {name} | {a['status']}{done} | {_cell(a['primary'], a['primary_ci95'])} "
                      f"({a['primary_counts']['handled']}/{a['primary_counts']['branch_starts']}) "
                      f"| {_versus_cell(vs.get('primary'), holm=True)} | {_cell(a['branch_success'])} "
                      f"| {_cell(a['success'], a['success_ci95'])} | {_versus_cell(vs.get('success'))} "
-                     f"| {a['score']:.3f} | {a['tokens_per_episode']:.0f} |")
+                     f"| {_fmt(a, 'score')} | {_fmt(a, 'tokens_per_episode', '{:.0f}')} |")
     if "vs_grpo_whole" in arms.get("grpo_branches", {}):
         v = arms["grpo_branches"]["vs_grpo_whole"]
         lines += ["", f"Ablation, grpo_branches against grpo_whole: handled at branch starts "
                       f"{_versus_cell(v['primary'])}; whole-episode success {_versus_cell(v['success'])}."]
     kinds = sorted({k for a in arms.values() for k in (a.get("by_kind") or {})})
-    complete = [n for n, a in arms.items() if a.get("status") == "complete"]
+    complete = [n for n, a in arms.items() if a.get("primary") is not None]
     if kinds and complete:
         lines += ["", "Handled per event kind at the branch starts (handled/branches, mean turns to handle):", "",
                   "| event | " + " | ".join(complete) + " |", "|---|" + "---:|" * len(complete)]

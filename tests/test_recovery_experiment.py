@@ -67,6 +67,17 @@ def test_every_arm_runs_and_the_summary_comes_from_the_records(tmp_path, capsys)
     assert {k: {m: a.get(m) for m in ("primary", "success", "score")} for k, a in again["arms"].items()} == \
         {k: {m: a.get(m) for m in ("primary", "success", "score")} for k, a in doc["arms"].items()}
 
+    # An arm whose branch starts are all in but whose whole episodes are not: the primary measure, nothing else.
+    whole = tmp_path / "run" / "eval" / "scaffold" / "heldout" / "episodes.jsonl"
+    whole.write_text(whole.read_text().splitlines(keepends=True)[0])
+    assert script.main(["configs/recovery-tiny.yaml", *overrides, "--steps", "summary"]) == 0
+    partial = json.loads((tmp_path / "doc" / "summary.json").read_text())["arms"]["scaffold"]
+    assert partial["status"] == "primary only" and partial["episodes_done"] == 1
+    assert partial["primary"] == doc["arms"]["scaffold"]["primary"]
+    assert partial["success"] is None and partial["vs_sft"]["success"]["better"] is None
+    assert partial["vs_sft"]["primary"] == doc["arms"]["scaffold"]["vs_sft"]["primary"]
+    assert "| scaffold | primary only (" in (tmp_path / "doc" / "results.md").read_text()
+
 
 def test_an_arm_not_evaluated_is_marked_so_never_filled_in(tmp_path):
     script = _script()
