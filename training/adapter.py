@@ -22,11 +22,21 @@ __all__ = [
     "in_trl_order",
     "make_env",
     "make_environment_factory",
+    "parse_actions",
     "parse_faults",
     "tool_schemas",
 ]
 
 _EPISODE_OVER = "the episode is over ({why}); no further tool calls run. Reply with a short final message."
+
+
+def parse_actions(actions: Any) -> list[str]:
+    """A branch start's actions from a dataset row: a list of action strings, its JSON text, or None for none."""
+    if actions is None:
+        return []
+    if isinstance(actions, str):
+        actions = json.loads(actions)
+    return [str(a) for a in actions]
 
 
 def parse_faults(faults: Any) -> dict[str, float]:
@@ -128,7 +138,7 @@ class ToolEnvAdapter:
         self._env = self._envs[key]
         options: dict[str, Any] = {"task_seed": int(task_seed), "split": split}
         if actions is not None:
-            options["actions"] = json.loads(actions) if isinstance(actions, str) else [str(a) for a in actions]
+            options["actions"] = parse_actions(actions)
         observation, _ = self._env.reset(seed=seed, options=options)
         self._episode = EpisodeRecord(int(task_seed))
         return None if actions is not None else observation

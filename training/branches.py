@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from training.adapter import make_env, parse_faults
+from training.adapter import make_env, parse_actions, parse_faults
 
 __all__ = [
     "REJECTED",
@@ -49,6 +49,7 @@ __all__ = [
     "branch_summary",
     "continuation_dataset",
     "episode_branches",
+    "eval_folder",
     "evaluate_branches",
     "load_rows",
     "paired_branches",
@@ -300,7 +301,8 @@ def scripted_branches(env_id: str, task_seeds: Iterable[int], *, split: str = "t
     return rows
 
 
-def _eval_folder(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+def eval_folder(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """The evaluation folder of ``path`` (the folder or its ``episodes.jsonl``) and its ``config.json``."""
     path = Path(path)
     folder = path.parent if path.name == "episodes.jsonl" else path
     config_file = folder / "config.json"
@@ -322,7 +324,7 @@ def episode_branches(path: str | os.PathLike, config: BranchConfig = BranchConfi
     """
     from training.evaluation.runner import _supported_fault_kinds, fault_dict, load_episodes
 
-    folder, eval_doc = _eval_folder(path)
+    folder, eval_doc = eval_folder(path)
     settings = eval_doc["eval"]
     rows, supported, envs = [], {}, {}
     for record in load_episodes(folder / "episodes.jsonl"):
@@ -397,15 +399,7 @@ def replay(row: Mapping[str, Any], *, env=None, max_turns: int | None = None) ->
     if env is None:
         env = make_env(row["env_id"], faults=parse_faults(row.get("faults")), max_turns=max_turns)
     return env.reset(seed=int(row["seed"]), options={"task_seed": int(row["task_seed"]), "split": row["split"],
-                                                     "actions": list(_actions(row.get("actions")))})
-
-
-def _actions(actions: Any) -> list[str]:
-    if actions is None:
-        return []
-    if isinstance(actions, str):
-        actions = json.loads(actions)
-    return [str(a) for a in actions]
+                                                     "actions": parse_actions(row.get("actions"))})
 
 
 def branch_features():

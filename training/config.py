@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.branches import BranchConfig
+from training.branches import BranchConfig, eval_folder
 
 __all__ = [
     "ConfigError",
@@ -476,10 +476,10 @@ def _check_branch_sources(branches: BranchConfig) -> None:
                           "branches.sources (reference, noisy, near_miss) and/or branches.episodes (evaluation "
                           "folders)")
     for folder in branches.episodes:
-        path = Path(folder)
-        if not (path / "episodes.jsonl").is_file() and not (path.is_file() and path.name.endswith(".jsonl")):
-            raise ConfigError(f"branches.episodes: {folder!r} is no evaluation folder (no episodes.jsonl there); "
-                              "give a folder written by `recoverygym eval` or by a training run's evaluation")
+        try:
+            eval_folder(folder)
+        except FileNotFoundError as err:
+            raise ConfigError(f"branches.episodes: {folder!r} is no evaluation folder: {err}") from err
 
 
 def _yaml11_words(cls: type, values: dict[str, Any]) -> dict[str, Any]:
