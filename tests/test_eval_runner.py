@@ -174,6 +174,23 @@ def test_resume_refuses_an_environment_that_no_longer_gives_the_recorded_tasks(t
     assert (tmp_path / "episodes.jsonl").read_text().splitlines()[0] == json.dumps(record)  # nothing lost
 
 
+def test_resume_refuses_episodes_recorded_before_recovery_records(tmp_path):
+    """Old episodes carry no recovery records; mixed with new ones the handled-event counts would leave their
+    events out without a word, so adding episodes to such a folder is refused and nothing in it is touched."""
+    config = _config([SUPPORT], fault_kinds=("all",), tasks=2, samples=1)
+    run_eval(ReferencePolicy(), config, tmp_path, progress=False)
+    lines = (tmp_path / "episodes.jsonl").read_text().splitlines()
+    old = [json.dumps({k: v for k, v in json.loads(line).items() if k != "recovery"}) for line in lines]
+    (tmp_path / "episodes.jsonl").write_text("\n".join(old) + "\n")
+    config_before = (tmp_path / "config.json").read_text()
+    with pytest.raises(ValueError, match="2 of its 2 episodes were recorded before .* pass --overwrite"):
+        run_eval(ReferencePolicy(), _config([SUPPORT], fault_kinds=("all",), tasks=3, samples=1), tmp_path,
+                 progress=False)
+    assert (tmp_path / "episodes.jsonl").read_text().splitlines() == old
+    assert (tmp_path / "config.json").read_text() == config_before  # a refused run leaves the folder as it was
+    run_eval(ReferencePolicy(), config, tmp_path, progress=False)  # nothing to add: the folder is read as it is
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_a_run_in_another_process_plays_the_same_episodes(env_id, tmp_path):
     """What resuming an interrupted evaluation relies on: task k is the same task in every process."""

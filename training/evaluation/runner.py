@@ -364,6 +364,7 @@ def _grows(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 
 def _check_resume(out: Path, config_doc: dict[str, Any], overwrite: bool) -> None:
+    """Raise unless ``out`` is empty or holds an evaluation these settings continue; ``overwrite`` empties it."""
     path = out / "config.json"
     if overwrite:
         for name in ("config.json", "episodes.jsonl", "results.json"):
@@ -389,8 +390,6 @@ def _check_resume(out: Path, config_doc: dict[str, Any], overwrite: bool) -> Non
                 "resume only with the same settings (or more --tasks / --samples, which adds the missing "
                 "episodes), or pass --overwrite (overwrite=True) or another --out"
             )
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config_doc, indent=2, sort_keys=True))
 
 
 def _renders_prompts(policy_doc: dict[str, Any]) -> bool:
@@ -399,6 +398,18 @@ def _renders_prompts(policy_doc: dict[str, Any]) -> bool:
         return True
     inner = policy_doc.get("inner")
     return isinstance(inner, dict) and _renders_prompts(inner)
+
+
+def _check_recorded(out: Path, records: Sequence[dict[str, Any]]) -> None:
+    """Refuse to add episodes to a folder written before episodes carried the environment's recovery records: the
+    recovery-behaviour metrics would count the old episodes' faults and rejections as never having happened."""
+    old = sum("recovery" not in r for r in records)
+    if old:
+        raise ValueError(
+            f"{out}: {old} of its {len(records)} episodes were recorded before episodes carried the environment's "
+            "recovery records, so the handled-event counts would silently leave their events out: pass --overwrite "
+            "(overwrite=True) or another --out"
+        )
 
 
 def check_reproducible(records: Sequence[dict[str, Any]], config: EvalConfig) -> None:
@@ -449,7 +460,10 @@ def run_eval(policy: Policy, config: EvalConfig, out_dir: str | os.PathLike, *, 
     supported = {env_id: _supported_fault_kinds(env_id) for env_id in config.env_ids}
     remaining = len(keys) - len(done & set(keys))
     if finished and remaining:
+        _check_recorded(out, finished)
         check_reproducible(finished, config)
+    out.mkdir(parents=True, exist_ok=True)  # written only once the folder is known to take these episodes
+    (out / "config.json").write_text(json.dumps(config_doc, indent=2, sort_keys=True))
 
     from tqdm.auto import tqdm
 
