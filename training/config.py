@@ -515,9 +515,9 @@ def trl_config(config: ExperimentConfig, stage: str):
 
     The run sets ``output_dir`` (``<run.output_dir>/<stage>``) and ``seed``. Defaults that differ from TRL's:
     tensorboard logging, the run's own progress line instead of progress bars, assistant-only loss for SFT, and on a
-    machine without an accelerator ``bf16: false`` and no pinned memory; ``bf16: fast`` is ``native_bf16()``. TRL's default of checkpointing activations
-    is passed under transformers' current name (``activation_checkpointing``; ``gradient_checkpointing`` is its
-    deprecated alias). Anything else is TRL's to validate.
+    machine without an accelerator ``bf16: false`` and no pinned memory; ``bf16: fast`` is ``native_bf16()``. TRL's
+    default of checkpointing activations is passed under transformers' current name (``activation_checkpointing``;
+    ``gradient_checkpointing`` is its deprecated alias). Anything else is TRL's to validate.
     """
     import trl
 
