@@ -141,7 +141,7 @@ def prepare_base_model(config: ExperimentConfig, run_dir: Path) -> str:
 
     name = config.model.name_or_path
     if name == "smollm2":
-        _log("SmolLM2-135M-Instruct: converting the packaged GGUF once (cached) ...")
+        _log("SmolLM2-135M-Instruct: the packaged GGUF, converted on first use and cached ...")
         return str(smollm2_path())
     if name != "tiny":
         return name
