@@ -149,7 +149,7 @@ def test_our_defaults_and_configs_raise_no_deprecation_or_cpu_warnings():
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the CPU's bf16 support is what is tested")
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_fast_is_bf16_autocast_only_where_the_cpu_computes_it(native, monkeypatch):
-    """An SFT step of SmolLM2 under bf16 autocast took 580 s on a CPU that emulates bf16, ~14x float32's; ``fast``
+    """An SFT step of SmolLM2 under bf16 autocast took 580 s on a CPU that emulates bf16, ~10x float32's; ``fast``
     picks bf16 only where it is native, and asking for bf16 where it is not warns."""
     import warnings
 

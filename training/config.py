@@ -502,12 +502,12 @@ def _has_accelerator() -> bool:
 def native_bf16() -> bool:
     """What ``bf16: fast`` in an ``sft``/``grpo`` section means: bf16 autocast where the hardware computes bf16
     natively (a GPU that supports it; a CPU with AVX512-BF16 or AMX), else float32. A CPU without them emulates bf16:
-    an SFT step of SmolLM2 took 580 s there against ~40 s in float32 (AMD EPYC with AVX2 only, docs/training.md)."""
+    the first SmolLM2 SFT step took 580 s there against 55 s in float32 (AMD EPYC with AVX2 only, docs/training.md)."""
     import torch
 
     from training.models import fast_dtype
 
-    return fast_dtype("cuda" if torch.cuda.is_available() else "cpu") == torch.bfloat16
+    return fast_dtype() == torch.bfloat16
 
 
 def trl_config(config: ExperimentConfig, stage: str):
