@@ -6,14 +6,17 @@
     python scripts/bench_eval.py --model tiny --episodes 16 --batch-size 8 --sequential --uncached --episode-cache
 
 Every run is batched (``--batch-size`` episodes in flight) and greedy on the same episode keys, so runs that compute
-the same logits play the same games. ``old`` is float32 with transformers' growing ``DynamicCache`` (what evaluation
-used before); ``new`` is ``--dtype`` (default ``fast``: bfloat16 where the CPU computes it natively, else float32)
-with a preallocated ``StaticCache``. ``--grid`` adds float32 + static and new dtype + dynamic, to tell the two gains
-apart. For each run the script prints wall time, episodes/s, generated tokens/s and prompt tokens computed and
-reused from a cache, how many episodes have transcripts identical to ``old`` (float32 greedy: what bf16 changes),
-and the speed-up of ``new`` over each other run. ``--sequential`` (one episode at a time), ``--uncached`` (one at a
+the same logits play the same games. ``old`` is float32 with transformers' growing ``DynamicCache`` and one
+``generate`` call per turn (what evaluation used before); ``new`` is ``--dtype`` (default ``fast``: bfloat16 where
+the CPU computes it natively, else float32) with a preallocated ``StaticCache``, generating in rounds of
+``--regroup-every`` tokens after which finished rows leave the batch. ``--grid`` adds float32 + static and new dtype
++ dynamic, to tell the two gains apart; ``--regroup`` adds the new settings with one call per turn. For each run
+the script prints wall time, episodes/s, generated tokens/s and prompt tokens computed and reused from a cache, how
+many episodes have transcripts identical to ``old`` (float32 greedy: what bf16 changes), and the speed-up of ``new``
+over each other run. ``--sequential`` (one episode at a time), ``--uncached`` (one at a
 time, no shared-prefix or episode cache: a plain ``generate`` loop) and ``--episode-cache`` (batched without the
-per-episode cache) add runs with the new dtype and cache, to measure batching and the caches.
+per-episode cache) add runs with the new dtype and cache, to measure batching and the caches. "decoded as padding"
+is the share of the rows x steps that ``generate`` computed for rows that had already finished their turn.
 
 On a shared machine wall times drift with the load: ``--repeats N`` runs every setting N times, interleaved, and
 keeps each one's fastest; the load average is printed at the start and the end. Timings exclude model loading and
@@ -76,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="dtype of the new settings: fast (bfloat16 where native, else float32), bfloat16, ...")
     parser.add_argument("--kv-cache", default="static", choices=("static", "dynamic"),
                         help="key/value cache of the new settings (the old one is dynamic)")
+    parser.add_argument("--regroup-every", type=int, default=32,
+                        help="new settings: generate in rounds of this many tokens, finished rows leave (0: off)")
+    parser.add_argument("--regroup", action="store_true",
+                        help="add the new settings with one generate call per turn (what regrouping saves)")
     parser.add_argument("--grid", action="store_true",
                         help="add float32 + new cache and new dtype + dynamic cache (which change does what)")
     parser.add_argument("--repeats", type=int, default=1, help="run every setting this many times, keep the fastest")
@@ -106,19 +113,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             source, name = args.model, args.model
         model, tokenizer = load_model_and_tokenizer(source, dtype="float32")
-        common = dict(max_new_tokens=args.max_new_tokens, max_batch_size=args.batch_size)
+        common = dict(max_new_tokens=args.max_new_tokens, max_batch_size=args.batch_size,
+                      regroup_every=args.regroup_every)
 
         def policy(dtype, kv_cache, **kw):
             return TransformersPolicy(model, tokenizer, dtype=dtype, kv_cache=kv_cache, **(common | kw))
 
         old_label, new_label = "old: float32, dynamic", f"new: {str(new_dtype).removeprefix('torch.')}, {args.kv_cache}"
-        runs = {old_label: (args.batch_size, policy(torch.float32, "dynamic")),
+        runs = {old_label: (args.batch_size, policy(torch.float32, "dynamic", regroup_every=None)),
                 new_label: (args.batch_size, policy(new_dtype, args.kv_cache))}
         if args.grid:
             other = "dynamic" if args.kv_cache == "static" else "static"
             runs[f"float32, {args.kv_cache}"] = (args.batch_size, policy(torch.float32, args.kv_cache))
             runs[f"{str(new_dtype).removeprefix('torch.')}, {other}"] = (args.batch_size, policy(new_dtype, other))
         fast = runs[new_label][1].model  # later runs with the new dtype share its converted copy
+        if args.regroup:
+            runs["new, one call per turn"] = (args.batch_size, TransformersPolicy(
+                fast, tokenizer, kv_cache=args.kv_cache, **(common | {"regroup_every": None})))
         if args.sequential:
             runs["new, sequential"] = (1, TransformersPolicy(fast, tokenizer, kv_cache=args.kv_cache, **common))
         if args.episode_cache:
@@ -137,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, (bs, pol) in runs.items():
                 pol._prefix_kv.clear()  # each run pays for computing the shared prefix once
                 pol.prompt_tokens = [0, 0]
+                pol.decode_rows = [0, 0]
                 wall, eps = _run(pol, args.env, args.episodes, bs, args.max_turns, tmp / "run")
                 if label in rows and rows[label]["wall_s"] <= wall:
                     continue
@@ -147,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                                "tokens": tokens, "episodes_per_s": len(eps) / wall, "tokens_per_s": tokens / wall,
                                "prompt_tokens_computed": pol.prompt_tokens[0],
                                "prompt_tokens_reused": pol.prompt_tokens[1],
+                               "regroup_every": pol.regroup_every,
+                               "decoded_as_padding": 1 - pol.decode_rows[0] / max(1, pol.decode_rows[1]),
                                "steps": [[(s["action"], s["observation"]) for s in e["steps"]] for e in eps]}
     transcripts = {label: r.pop("steps") for label, r in rows.items()}
     same = {label: sum(a == b for a, b in zip(transcripts[old_label], t, strict=True))
@@ -158,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, r in rows.items():
         print(f"  {label:>28} (batch {r['batch_size']:>3}): {r['wall_s']:7.2f} s  {r['episodes_per_s']:6.3f} ep/s  "
               f"{r['tokens_per_s']:8.1f} tok/s  ({r['turns']} turns, {r['tokens']} tokens; prompt tokens computed "
-              f"{r['prompt_tokens_computed']:,}, reused {r['prompt_tokens_reused']:,})")
+              f"{r['prompt_tokens_computed']:,}, reused {r['prompt_tokens_reused']:,}; decoded as padding "
+              f"{r['decoded_as_padding']:.0%})")
     for label, n in same.items():
         print(f"  transcripts identical to float32 + dynamic (old): {label}: {n}/{args.episodes}")
     ratios = {label: r["wall_s"] / rows[new_label]["wall_s"] for label, r in rows.items() if label != new_label}

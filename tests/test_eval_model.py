@@ -1,5 +1,6 @@
 """The batched transformers policy on a tiny random model: batching does not change what is played."""
 
+import contextlib
 import json
 
 import gymnasium
@@ -137,8 +138,8 @@ def test_kept_episode_cache_equals_a_fresh_forward_pass_over_its_ids(tiny):
         [{"role": "user", "content": text}], tools=info["tools"], add_generation_prompt=True, tokenize=False))
         for text in (prompt, prompt[:300], "a short one")]  # different lengths, so the rows are padded
     scratches = [{}, {}, {}]  # what each episode carries between turns
-    policy._generate(rows, head, scratches)
-    policy._generate([r + [5, 6, 7] for r in rows], head, scratches)  # a second turn reuses the first
+    policy._generate(rows, head, scratches, budget=8)
+    policy._generate([r + [5, 6, 7] for r in rows], head, scratches, budget=8)  # a second turn reuses the first
     for row, scratch in zip(rows, scratches, strict=True):
         kept = scratch["transformers_kv"]
         assert kept.ids[: len(row) + 3] == row + [5, 6, 7]  # the second prompt, then what was generated from it
@@ -233,3 +234,68 @@ def test_dtype_of_a_loaded_model_gives_a_converted_copy(tiny, monkeypatch):
     assert TransformersPolicy(model, tokenizer, dtype="fast").model is model
     monkeypatch.setattr(models, "cpu_supports_bf16", lambda: True)
     assert TransformersPolicy(model, tokenizer, dtype="fast").model.dtype == torch.bfloat16
+
+
+@contextlib.contextmanager
+def _ends_turns_by_length(model, eos_token_id, every=5):
+    """A random tiny model never stops early. While this is active it ends a row's turn (end-of-turn token) when
+    the row's real length, prompt and generated tokens counted without padding, is a multiple of ``every``: rows of
+    one batch stop at different steps, wherever their tokens sit in the batch."""
+    lengths = {}
+
+    def before(module, args, kwargs):
+        mask = kwargs.get("attention_mask")  # None for a forward without padding (the shared prefix's)
+        if isinstance(mask, dict):  # generate() may pass the 4-d masks it built, by layer type
+            mask = next(iter(mask.values()))
+        if mask is None:
+            ids = kwargs["input_ids"]
+            lengths["now"] = torch.full(ids.shape[:1], ids.shape[1])
+        elif mask.dim() == 2:
+            lengths["now"] = mask.sum(-1)
+        else:  # (batch, 1, queries, keys): the positions the last query may attend to
+            last = mask[:, 0, -1]
+            lengths["now"] = (last if last.dtype == torch.bool else last == 0).sum(-1)
+
+    def after(module, args, logits):
+        ends = lengths["now"] % every == 0
+        logits = logits.clone()
+        logits[ends, -1, eos_token_id] = logits[ends, -1].max(-1).values + 10.0
+        return logits
+
+    hooks = [model.register_forward_pre_hook(before, with_kwargs=True),
+             model.get_output_embeddings().register_forward_hook(after)]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+@pytest.mark.parametrize("episode_cache", [True, False])
+def test_rows_that_finish_leave_the_batch_without_changing_what_is_played(tiny, tmp_path, episode_cache):
+    model, tokenizer = tiny
+    config = _config(batch_size=6, tasks=6, samples=1, max_turns=4, fault_kinds=("none", "all"), fault_rate=0.5)
+    runs, policies = {}, {}
+    for regroup_every in (None, 3):
+        policy = TransformersPolicy(model, tokenizer, max_new_tokens=14, regroup_every=regroup_every,
+                                    episode_cache=episode_cache)
+        with _ends_turns_by_length(model, tokenizer.eos_token_id):
+            run_eval(_AlwaysCalls(policy), config, tmp_path / str(regroup_every), progress=False)
+        runs[regroup_every] = [[(s["action"], s["tokens"]) for s in ep["steps"]]
+                               for ep in load_episodes(tmp_path / str(regroup_every) / "episodes.jsonl")]
+        policies[regroup_every] = policy
+    assert runs[None] == runs[3]
+    kept, computed = policies[3].decode_rows
+    assert kept == policies[None].decode_rows[0]  # the same tokens generated ...
+    assert sum(t for steps in runs[3] for _, t in steps) == kept
+    if episode_cache:  # ... with fewer rows decoded as padding: some rows of every batch stop early
+        assert computed < policies[None].decode_rows[1]
+    else:  # no cache to go on from: one generate call per turn, as without regrouping
+        assert computed == policies[None].decode_rows[1]
+    assert policies[None].prompt_tokens == policies[3].prompt_tokens
+
+
+def test_regroup_every_must_not_be_negative(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="regroup_every"):
+        TransformersPolicy(model, tokenizer, regroup_every=-1)

@@ -83,6 +83,11 @@ class TransformersPolicy:
         episode_cache: Keep each in-flight episode's key/value cache between turns (see above; memory: one cache
             per episode in flight, e.g. ~46 KB per token for SmolLM2-135M in float32, half that in bfloat16). Used
             only with a model whose cache layers are plain full-attention layers; others recompute.
+        regroup_every: Generate a turn in rounds of this many tokens: after each round the rows that have finished
+            leave the batch and the others go on from their kept cache, so a batch no longer decodes for its one
+            long reply while the other rows wait as padding. None or 0: one ``generate`` call per turn. Used only
+            with ``episode_cache`` (a row goes on from its own cache); greedy tokens are those of one call
+            (tested), sampled ones depend on the rounds as on the batch composition.
         kv_cache: ``"static"`` (default): each turn's batch cache is allocated once at its final length
             (``transformers.StaticCache``) and written in place; ``"dynamic"``: ``DynamicCache``, which grows by
             concatenation and copies the whole cache at every generated token. The same greedy tokens in float32
@@ -110,6 +115,7 @@ class TransformersPolicy:
         prefix_cache: bool = True,
         episode_cache: bool = True,
         kv_cache: str = "static",
+        regroup_every: int | None = 32,
     ):
         import torch
 
@@ -144,6 +150,10 @@ class TransformersPolicy:
         self.prefix_cache = prefix_cache
         self.episode_cache = episode_cache
         self.kv_cache = kv_cache
+        if regroup_every is not None and regroup_every < 0:
+            raise ValueError(f"regroup_every must be >= 0 (0 or None: one generate call per turn), got {regroup_every}")
+        self.regroup_every = regroup_every or None
+        self.decode_rows = [0, 0]  # generated tokens [kept, computed as rows of a batch], over all calls
         self._heads: dict[str, list[int]] = {}
         self._prefix_kv: OrderedDict[tuple[int, ...], _Prefix] = OrderedDict()
         self._plain_layers: bool | None = None  # whether the model's cache layers can be sliced and joined
@@ -163,6 +173,7 @@ class TransformersPolicy:
             "prefix_cache": self.prefix_cache,
             "episode_cache": self.episode_cache,
             "kv_cache": self.kv_cache,
+            "regroup_every": self.regroup_every,
         }
 
     def render(self, episode: Episode) -> str:
@@ -181,7 +192,7 @@ class TransformersPolicy:
             head = self._head(key, episodes[members[0]].tools) if self.prefix_cache else []
             for start in range(0, len(members), self.max_batch_size):
                 chunk = members[start : start + self.max_batch_size]
-                actions = self._generate([rows[i] for i in chunk], head, [episodes[i].scratch for i in chunk])
+                actions = self._turn([rows[i] for i in chunk], head, [episodes[i].scratch for i in chunk])
                 for i, action in zip(chunk, actions, strict=True):
                     out[i] = action
         return out  # type: ignore[return-value]
@@ -233,18 +244,41 @@ class TransformersPolicy:
                     best, source = n, prefix
         return (best, source) if best >= _MIN_PREFIX else (0, None)
 
-    def _generate(self, rows: list[list[int]], head: list[int], scratches: list[dict]) -> list[Action]:
-        """One turn for ``rows`` (token ids); each row's key/value cache is read from and kept in its episode's
-        ``scratch``, so it lives and ends with the episode."""
+    def _turn(self, rows: list[list[int]], head: list[int], scratches: list[dict]) -> list[Action]:
+        """One turn for ``rows`` (token ids): one ``generate`` call, or rounds of ``regroup_every`` tokens that
+        only the unfinished rows go on to, each from its kept cache (its prompt plus what it generated so far)."""
+        out: list[list[int]] = [[] for _ in rows]
+        pending, left = list(range(len(rows))), self.max_new_tokens
+        while pending:
+            regroup = self.regroup_every and self.episode_cache and self._plain_layers is not False
+            budget = min(self.regroup_every, left) if regroup else left
+            generated = self._generate([rows[i] + out[i] for i in pending], head, [scratches[i] for i in pending],
+                                       budget, count_prompt=left == self.max_new_tokens)
+            left -= budget
+            going_on = []
+            for i, (ids, stopped) in zip(pending, generated, strict=True):
+                out[i] += ids
+                if left > 0 and not stopped and STOP not in self.tokenizer.decode(out[i]):
+                    going_on.append(i)
+            pending = going_on
+        return [self._decode(ids) for ids in out]
+
+    def _generate(self, rows: list[list[int]], head: list[int], scratches: list[dict], budget: int,
+                  count_prompt: bool = True) -> list[tuple[list[int], bool]]:
+        """Up to ``budget`` new tokens for ``rows`` (token ids), each cut at its first stop token (an end-of-turn
+        token, kept, or padding), and whether it met one; each row's
+        key/value cache is read from and kept in its episode's ``scratch``, so it lives and ends with the episode.
+        ``count_prompt``: add the prompt to ``prompt_tokens`` (not for a row going on with its own turn)."""
         import torch
 
         tok = self.tokenizer
         pad = tok.pad_token_id
         shared = self._head_prefix(head) if len(head) >= _MIN_PREFIX else None  # once per call, not per row
         known = [self._known_prefix(r, shared, kept) for r, kept in zip(rows, scratches, strict=True)]
-        reused = sum(n for n, _ in known)
-        self.prompt_tokens[0] += sum(map(len, rows)) - reused
-        self.prompt_tokens[1] += reused
+        if count_prompt:
+            reused = sum(n for n, _ in known)
+            self.prompt_tokens[0] += sum(map(len, rows)) - reused
+            self.prompt_tokens[1] += reused
         cached = max(n for n, _ in known)
         width = max(len(r) - n for r, (n, _) in zip(rows, known, strict=True))
         ids, mask = [], []
@@ -262,7 +296,7 @@ class TransformersPolicy:
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         keep = self.episode_cache and self._plain_layers is not False
-        total = cached + width + self.max_new_tokens
+        total = cached + width + budget
         if cached or keep:
             kwargs[self._cache_name] = self._batch_cache(known, cached, len(rows), total)
         elif self.kv_cache == "static":
@@ -271,7 +305,7 @@ class TransformersPolicy:
             generated = self.model.generate(
                 input_ids=torch.tensor(ids, device=device),
                 attention_mask=torch.tensor(mask, device=device),
-                max_new_tokens=self.max_new_tokens,
+                max_new_tokens=budget,
                 stop_strings=[STOP],
                 tokenizer=tok,
                 pad_token_id=pad,
@@ -279,7 +313,10 @@ class TransformersPolicy:
                 **kwargs,
             )
         new = generated[:, cached + width :].tolist()
-        actions = [self._decode(ids) for ids in new]
+        stops = [_stop(ids, tok) for ids in new]
+        kept = [ids[:count] for ids, (count, _) in zip(new, stops, strict=True)]
+        self.decode_rows[0] += sum(map(len, kept))
+        self.decode_rows[1] += len(new) * len(new[0]) if new else 0
         if keep:
             cache = kwargs[self._cache_name]
             if self._plain_layers is None:
@@ -288,15 +325,15 @@ class TransformersPolicy:
                 layers = _layers(cache)
                 fed = len(new[0]) - 1 if new else 0  # the last generated token was never fed back
                 fed = min(fed, int(cache.get_seq_length()) - cached - width)  # whatever generate() chose to feed
-                for i, (r, (n, _), action) in enumerate(zip(rows, known, actions, strict=True)):
-                    k = min(action.tokens, fed)
+                for i, (r, (n, _), ids) in enumerate(zip(rows, known, kept, strict=True)):
+                    k = min(len(ids), fed)
                     where = [*range(cached - n, cached), *range(cached + width - (len(r) - n), cached + width),
                              *range(cached + width, cached + width + k)]
                     index = torch.tensor(where, device=device)
                     scratches[i][_KV] = _Prefix(
                         r + new[i][:k], [(kv[0][i : i + 1].index_select(2, index),
                                           kv[1][i : i + 1].index_select(2, index)) for kv in layers])
-        return actions
+        return [(ids, stopped) for ids, (_, stopped) in zip(kept, stops, strict=True)]
 
     def _batch_cache(self, known: list[tuple[int, _Prefix | None]], cached: int, rows: int, total: int):
         """The cache ``generate`` starts from: row i's known prefix right-aligned in the first ``cached`` positions;
@@ -312,17 +349,20 @@ class TransformersPolicy:
         return cache
 
     def _decode(self, ids: list[int]) -> Action:
-        tok = self.tokenizer
-        stops = {tok.eos_token_id, tok.pad_token_id}
-        count = len(ids)
-        for i, t in enumerate(ids):
-            if t in stops:
-                count = i + (t == tok.eos_token_id)
-                break
-        text = tok.decode(ids[:count], skip_special_tokens=True)
+        count, _ = _stop(ids, self.tokenizer)
+        text = self.tokenizer.decode(ids[:count], skip_special_tokens=True)
         if STOP in text:
             text = text[: text.index(STOP) + len(STOP)]
         return Action(text.strip(), tokens=count)
+
+
+def _stop(ids: Sequence[int], tok) -> tuple[int, bool]:
+    """How many of the generated ``ids`` count (up to and including an end-of-turn token, before padding), and
+    whether a stop token was met."""
+    for i, t in enumerate(ids):
+        if t in (tok.eos_token_id, tok.pad_token_id):
+            return i + (t == tok.eos_token_id), True
+    return len(ids), False
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
