@@ -5,7 +5,11 @@ Two parts, each comparing settings in one run (ratios hold on a loaded machine; 
 * SFT (``--dtype-steps``): the median-length demonstration of ``--median-of`` training tasks (token count under the
   model's chat template), trained for that many steps once with ``sft.bf16=false`` (float32) and once with
   ``sft.bf16=true`` (TRL's mixed precision: float32 weights, bf16 autocast; on a machine without an accelerator with
-  ``sft.use_cpu=true``, which TRL needs for it). The first step of each is not timed.
+  ``sft.use_cpu=true``, which TRL needs for it). The first step of each is not timed. On a CPU that emulates bf16
+  (no AVX512-BF16 or AMX: ``training.models.cpu_supports_bf16``) the bf16 run is skipped (a SmolLM2 step took
+  580 s there) unless ``--force-bf16``. Beside the step times it prints the floor this machine puts under a step:
+  the step's FLOPs (TRL's ``compute_flops_per_token``, with causal attention) over the rate of a plain matrix
+  product at the model's MLP shape, measured here in each dtype.
 * GRPO (``--steps``): optionally after a short supervised warm start (``--sft-steps``) so rollouts make real
   multi-turn tool calls, a few GRPO steps with the config's settings, timed in parts: generation (``model.generate``),
   environment (reset, every tool call, the checker), forward (TRL's log-prob forwards, the loss's included),
@@ -149,16 +153,56 @@ def median_demonstration(config, start: str, count: int):
     return data.select([median]), lengths[median], statistics.median(lengths)
 
 
+def gemm_gflops(rows: int, inner: int, cols: int, dtype, device: str = "cpu", seconds: float = 1.0) -> float:
+    """This machine's rate for one plain ``(rows x inner) @ (inner x cols)`` product in ``dtype``, GFLOP/s, over
+    about ``seconds`` after a warm-up product (one product when that alone takes longer: emulated bf16)."""
+    import torch
+
+    a = torch.randn(rows, inner, dtype=dtype, device=device)
+    b = torch.randn(inner, cols, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    started = time.perf_counter()
+    a @ b
+    sync()
+    repeats = max(1, min(1000, int(seconds / (time.perf_counter() - started))))
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync()
+    return 2 * rows * inner * cols * repeats / (time.perf_counter() - started) / 1e9
+
+
+def sft_step_flops(model_config, tokens: int) -> float:
+    """Training FLOPs of one step on a ``tokens``-long sequence. TRL's estimate counts every token as attending
+    to the whole sequence; the attention term is linear in that length, so half of it is the causal average."""
+    from trl.trainer.utils import compute_flops_per_token
+
+    return float(compute_flops_per_token(model_config, max(1, tokens // 2))) * tokens
+
+
 def bench_sft(args, overrides: list[str], start: str) -> dict:
+    import torch
     from datasets import concatenate_datasets
+    from transformers import AutoConfig
 
     from training.config import _has_accelerator  # noqa: PLC0415 (private: the one place that knows)
+    from training.models import cpu_supports_bf16
 
     config = load_config(args.config, overrides)
     one, tokens, median = median_demonstration(config, start, args.median_of)
     data = concatenate_datasets([one] * args.dtype_steps)
     settings = {"float32": ["sft.bf16=false"],
                 "bf16 (autocast)": ["sft.bf16=true"] + ([] if _has_accelerator() else ["sft.use_cpu=true"])}
+    skipped = None
+    if not _has_accelerator() and not cpu_supports_bf16() and not args.force_bf16:
+        skipped = "this CPU emulates bf16 (no AVX512-BF16 or AMX); --force-bf16 runs it anyway"
+        del settings["bf16 (autocast)"]
+    model_config = AutoConfig.from_pretrained(start)
+    flops = sft_step_flops(model_config, tokens)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    shape = (tokens, model_config.hidden_size, model_config.intermediate_size)
+    gemm = {str(dtype).removeprefix("torch."): gemm_gflops(*shape, dtype, device)
+            for dtype in (torch.float32, torch.bfloat16)}
     runs = {}
     for label, sets in settings.items():
         config = load_config(args.config, [*overrides, f"sft.max_steps={args.dtype_steps}", *sets])
@@ -171,9 +215,13 @@ def bench_sft(args, overrides: list[str], start: str) -> dict:
                        "losses": losses, "device": str(trainer.accelerator.device)}
         del trainer
         gc.collect()
-    first, second = runs.values()
+    for r in runs.values():
+        r["achieved_gflops"] = flops / r["step_s"] / 1e9
+    times = [r["step_s"] for r in runs.values()]
     return {"demonstration_tokens": tokens, "median_of": args.median_of, "median_tokens": median, "runs": runs,
-            "speedup_bf16": first["step_s"] / second["step_s"]}
+            "speedup_bf16": times[0] / times[1] if len(times) == 2 else None, "bf16_skipped": skipped,
+            "step_tflop": flops / 1e12, "gemm_shape": list(shape), "gemm_gflops": gemm,
+            "step_floor_s": {dtype: flops / rate / 1e9 for dtype, rate in gemm.items()}}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -256,6 +304,8 @@ def main(argv=None) -> int:
                         help="SFT steps on the median demonstration, in float32 and in bf16 (the first of each is "
                         "not timed; 0: no SFT part)")
     parser.add_argument("--median-of", type=int, default=16, help="training tasks whose median demonstration is used")
+    parser.add_argument("--force-bf16", action="store_true",
+                        help="run the bf16 SFT steps even on a CPU that emulates bf16 (minutes a step)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override; repeatable")
     parser.add_argument("--output-dir", help="run folder (default: a temporary one)")
@@ -280,9 +330,17 @@ def main(argv=None) -> int:
               f"{sft['median_of']} tasks {sft['median_tokens']:,.0f}), {args.dtype_steps} steps each, the first "
               "not timed:")
         for label, r in sft["runs"].items():
-            print(f"  {label:>16}: {r['step_s']:6.2f} s a step on {r['device']} (losses "
-                  f"{', '.join(f'{x:.3f}' for x in r['losses'])})")
-        print(f"  speed-up of bf16 over float32: {sft['speedup_bf16']:.2f}x")
+            print(f"  {label:>16}: {r['step_s']:6.2f} s a step on {r['device']}, {r['achieved_gflops']:.0f} GFLOP/s "
+                  f"(losses {', '.join(f'{x:.3f}' for x in r['losses'])})")
+        if sft["speedup_bf16"]:
+            print(f"  speed-up of bf16 over float32: {sft['speedup_bf16']:.2f}x")
+        if sft["bf16_skipped"]:
+            print(f"  bf16 not run: {sft['bf16_skipped']}")
+        rows, inner, cols = sft["gemm_shape"]
+        print(f"  the floor: {sft['step_tflop']:.2f} TFLOP a step; a plain ({rows}x{inner}) @ ({inner}x{cols}) product "
+              "runs at " + ", ".join(f"{rate:.0f} GFLOP/s in {dtype}" for dtype, rate in sft["gemm_gflops"].items())
+              + ", so a step takes at least " + ", ".join(f"{sec:.0f} s in {dtype}"
+                                                         for dtype, sec in sft["step_floor_s"].items()))
     if args.steps:
         grpo = [f"grpo.max_steps={args.steps}"]
         if args.rollouts:

@@ -9,6 +9,7 @@ cheap, and ``envs`` never depends on it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -374,6 +375,7 @@ def smollm2_path() -> Path:
         return target
 
     import torch
+    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     gguf = _smollm2_gguf()
@@ -382,9 +384,13 @@ def smollm2_path() -> Path:
     staging.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.bfloat16
-        )
+        # transformers draws the dequantising bar with plain tqdm, outside its own progress-bar switch: follow that
+        # switch (off in `recoverygym train` without --verbose) by sending the bar to nowhere
+        quiet = not transformers.utils.logging.is_progress_bar_enabled()
+        with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink) if quiet else contextlib.nullcontext():
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.bfloat16
+            )
         ensure_tool_template(tokenizer)
         if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
             tokenizer.pad_token = "<|endoftext|>" if "<|endoftext|>" in tokenizer.get_vocab() else tokenizer.eos_token
