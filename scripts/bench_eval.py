@@ -6,11 +6,11 @@
     python scripts/bench_eval.py --model tiny --episodes 16 --batch-size 8 --sequential --uncached --episode-cache
 
 Every run is batched (``--batch-size`` episodes in flight) and greedy on the same episode keys, so runs that compute
-the same logits play the same games. ``old`` is float32 with transformers' growing ``DynamicCache`` and one
-``generate`` call per turn (what evaluation used before); ``new`` is ``--dtype`` (default ``fast``: bfloat16 where
-the CPU computes it natively, else float32) with a preallocated ``StaticCache``, generating in rounds of
-``--regroup-every`` tokens after which finished rows leave the batch. ``--grid`` adds float32 + static and new dtype
-+ dynamic, to tell the two gains apart; ``--regroup`` adds the new settings with one call per turn. For each run
+the same logits play the same games. ``old`` is float32 with transformers' growing ``DynamicCache`` (what
+evaluation used before); ``new`` is ``--dtype`` (default ``fast``: bfloat16 where
+the CPU computes it natively, else float32) with a preallocated ``StaticCache``. ``--grid`` adds float32 + static
+and new dtype + dynamic, to tell the two gains apart; ``--regroup`` adds the new settings generating in rounds of
+``--regroup-every`` tokens, after which the rows that finished leave the batch. For each run
 the script prints wall time, episodes/s, generated tokens/s and prompt tokens computed and reused from a cache, how
 many episodes have transcripts identical to ``old`` (float32 greedy: what bf16 changes), and the speed-up of ``new``
 over each other run. ``--sequential`` (one episode at a time), ``--uncached`` (one at a
@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kv-cache", default="static", choices=("static", "dynamic"),
                         help="key/value cache of the new settings (the old one is dynamic)")
     parser.add_argument("--regroup-every", type=int, default=32,
-                        help="new settings: generate in rounds of this many tokens, finished rows leave (0: off)")
+                        help="the --regroup run's rounds, in tokens (default: 32)")
     parser.add_argument("--regroup", action="store_true",
-                        help="add the new settings with one generate call per turn (what regrouping saves)")
+                        help="add the new settings in rounds after which finished rows leave the batch")
     parser.add_argument("--grid", action="store_true",
                         help="add float32 + new cache and new dtype + dynamic cache (which change does what)")
     parser.add_argument("--repeats", type=int, default=1, help="run every setting this many times, keep the fastest")
@@ -113,14 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             source, name = args.model, args.model
         model, tokenizer = load_model_and_tokenizer(source, dtype="float32")
-        common = dict(max_new_tokens=args.max_new_tokens, max_batch_size=args.batch_size,
-                      regroup_every=args.regroup_every)
+        common = dict(max_new_tokens=args.max_new_tokens, max_batch_size=args.batch_size)
 
         def policy(dtype, kv_cache, **kw):
             return TransformersPolicy(model, tokenizer, dtype=dtype, kv_cache=kv_cache, **(common | kw))
 
         old_label, new_label = "old: float32, dynamic", f"new: {str(new_dtype).removeprefix('torch.')}, {args.kv_cache}"
-        runs = {old_label: (args.batch_size, policy(torch.float32, "dynamic", regroup_every=None)),
+        runs = {old_label: (args.batch_size, policy(torch.float32, "dynamic")),
                 new_label: (args.batch_size, policy(new_dtype, args.kv_cache))}
         if args.grid:
             other = "dynamic" if args.kv_cache == "static" else "static"
@@ -128,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             runs[f"{str(new_dtype).removeprefix('torch.')}, {other}"] = (args.batch_size, policy(new_dtype, other))
         fast = runs[new_label][1].model  # later runs with the new dtype share its converted copy
         if args.regroup:
-            runs["new, one call per turn"] = (args.batch_size, TransformersPolicy(
-                fast, tokenizer, kv_cache=args.kv_cache, **(common | {"regroup_every": None})))
+            runs[f"new, rounds of {args.regroup_every}"] = (args.batch_size, TransformersPolicy(
+                fast, tokenizer, kv_cache=args.kv_cache, regroup_every=args.regroup_every, **common))
         if args.sequential:
             runs["new, sequential"] = (1, TransformersPolicy(fast, tokenizer, kv_cache=args.kv_cache, **common))
         if args.episode_cache:

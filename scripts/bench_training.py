@@ -337,10 +337,10 @@ def main(argv=None) -> int:
         if sft["bf16_skipped"]:
             print(f"  bf16 not run: {sft['bf16_skipped']}")
         rows, inner, cols = sft["gemm_shape"]
-        print(f"  the floor: {sft['step_tflop']:.2f} TFLOP a step; a plain ({rows}x{inner}) @ ({inner}x{cols}) product "
-              "runs at " + ", ".join(f"{rate:.0f} GFLOP/s in {dtype}" for dtype, rate in sft["gemm_gflops"].items())
-              + ", so a step takes at least " + ", ".join(f"{sec:.0f} s in {dtype}"
-                                                         for dtype, sec in sft["step_floor_s"].items()))
+        rates = ", ".join(f"{rate:.0f} GFLOP/s in {dtype}" for dtype, rate in sft["gemm_gflops"].items())
+        floors = ", ".join(f"{sec:.1f} s in {dtype}" for dtype, sec in sft["step_floor_s"].items())
+        print(f"  the floor: {sft['step_tflop'] * 1000:,.0f} GFLOP a step; a plain ({rows}x{inner}) @ ({inner}x{cols}) "
+              f"product runs at {rates}, so a step takes at least {floors}")
     if args.steps:
         grpo = [f"grpo.max_steps={args.steps}"]
         if args.rollouts:

@@ -103,10 +103,10 @@ def build_eval_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-episode-cache", dest="episode_cache", action="store_false",
                    help="recompute each episode's whole transcript every turn instead of keeping its key/value "
                         "cache between turns (saves memory: one cache per episode in flight)")
-    m.add_argument("--regroup-every", type=int, default=32, metavar="N",
+    m.add_argument("--regroup-every", type=int, default=0, metavar="N",
                    help="generate each turn in rounds of N tokens; after each round the rows that finished leave "
-                        "the batch instead of decoding as padding until the longest one ends (0: one generate call "
-                        "per turn; default: 32; scripts/bench_eval.py measures it)")
+                        "the batch instead of decoding as padding until the longest one ends (default 0: one "
+                        "generate call per turn; scripts/bench_eval.py --regroup measures what it saves)")
     m.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; on a small shared CPU 1 can be much faster)")
     o = p.add_argument_group("OpenAI-compatible endpoints (openai:MODEL)")
@@ -165,7 +165,7 @@ def make_policy(spec: str, args: Any, cache: dict[str, Any] | None = None):
             cache[spec] = TransformersPolicy(
                 source, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                 seed=args.seed, max_batch_size=args.max_batch_size, dtype=args.dtype, device=args.device, name=label,
-                episode_cache=getattr(args, "episode_cache", True), regroup_every=getattr(args, "regroup_every", 32))
+                episode_cache=getattr(args, "episode_cache", True), regroup_every=getattr(args, "regroup_every", 0))
         return cache[spec]
     if name == "openai" and arg:
         from training.evaluation.openai_policy import OpenAIChatPolicy

@@ -85,9 +85,12 @@ class TransformersPolicy:
             only with a model whose cache layers are plain full-attention layers; others recompute.
         regroup_every: Generate a turn in rounds of this many tokens: after each round the rows that have finished
             leave the batch and the others go on from their kept cache, so a batch no longer decodes for its one
-            long reply while the other rows wait as padding. None or 0: one ``generate`` call per turn. Used only
-            with ``episode_cache`` (a row goes on from its own cache); greedy tokens are those of one call
-            (tested), sampled ones depend on the rounds as on the batch composition.
+            long reply while the other rows wait as padding. None or 0 (default): one ``generate`` call per turn.
+            Used only with ``episode_cache`` (a row goes on from its own cache); greedy tokens are those of one
+            call (tested), sampled ones depend on the rounds as on the batch composition. Off by default because
+            it did not pay on the one model measured: SmolLM2 after its warm start decoded only 4% of its rows x
+            steps as padding, and 32-token rounds were 1.05x faster, within the drift (``scripts/bench_eval.py
+            --regroup``, docs/evaluation.md).
         kv_cache: ``"static"`` (default): each turn's batch cache is allocated once at its final length
             (``transformers.StaticCache``) and written in place; ``"dynamic"``: ``DynamicCache``, which grows by
             concatenation and copies the whole cache at every generated token. The same greedy tokens in float32
@@ -115,7 +118,7 @@ class TransformersPolicy:
         prefix_cache: bool = True,
         episode_cache: bool = True,
         kv_cache: str = "static",
-        regroup_every: int | None = 32,
+        regroup_every: int | None = None,
     ):
         import torch
 
