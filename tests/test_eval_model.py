@@ -293,6 +293,8 @@ def test_rows_that_finish_leave_the_batch_without_changing_what_is_played(tiny, 
     else:  # no cache to go on from: one generate call per turn, as without regrouping
         assert computed == policies[None].decode_rows[1]
     assert policies[None].prompt_tokens == policies[3].prompt_tokens
+    assert policies[3].config()["regroup_every"] == 3
+    assert "regroup_every" not in policies[None].config()  # as before the option: earlier folders still resume
 
 
 def test_regroup_every_must_not_be_negative(tiny):

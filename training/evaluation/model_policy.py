@@ -164,6 +164,7 @@ class TransformersPolicy:
         torch.manual_seed(seed)
 
     def config(self) -> dict[str, Any]:
+        # regroup_every is recorded only when on, so folders written before the option existed still resume
         return {
             "policy": "transformers",
             "model": self.source,
@@ -176,8 +177,7 @@ class TransformersPolicy:
             "prefix_cache": self.prefix_cache,
             "episode_cache": self.episode_cache,
             "kv_cache": self.kv_cache,
-            "regroup_every": self.regroup_every,
-        }
+        } | ({"regroup_every": self.regroup_every} if self.regroup_every else {})
 
     def render(self, episode: Episode) -> str:
         """The prompt text for the next action of ``episode``."""
