@@ -6,17 +6,17 @@
     python scripts/bench_eval.py --model tiny --episodes 16 --batch-size 8 --sequential --uncached --episode-cache
 
 Every run is batched (``--batch-size`` episodes in flight) and greedy on the same episode keys, so runs that compute
-the same logits play the same games. ``old`` is float32 with transformers' growing ``DynamicCache`` (what
-evaluation used before); ``new`` is ``--dtype`` (default ``fast``: bfloat16 where
-the CPU computes it natively, else float32) with a preallocated ``StaticCache``. ``--grid`` adds float32 + static
-and new dtype + dynamic, to tell the two gains apart; ``--regroup`` adds the new settings generating in rounds of
-``--regroup-every`` tokens, after which the rows that finished leave the batch. For each run
-the script prints wall time, episodes/s, generated tokens/s and prompt tokens computed and reused from a cache, how
-many episodes have transcripts identical to ``old`` (float32 greedy: what bf16 changes), and the speed-up of ``new``
-over each other run. ``--sequential`` (one episode at a time), ``--uncached`` (one at a
-time, no shared-prefix or episode cache: a plain ``generate`` loop) and ``--episode-cache`` (batched without the
-per-episode cache) add runs with the new dtype and cache, to measure batching and the caches. "decoded as padding"
-is the share of the rows x steps that ``generate`` computed for rows that had already finished their turn.
+the same logits play the same games. ``old`` is float32 with transformers' growing ``DynamicCache`` (what evaluation
+used before); ``new`` is ``--dtype`` (default ``fast``: bfloat16 where the CPU computes it natively, else float32)
+with a preallocated ``StaticCache``. ``--grid`` adds float32 + static and new dtype + dynamic, to tell the two gains
+apart; ``--regroup`` adds the new settings generating in rounds of ``--regroup-every`` tokens, after which the rows
+that finished leave the batch. For each run the script prints wall time, episodes/s, generated tokens/s and prompt
+tokens computed and reused from a cache, how many episodes have transcripts identical to ``old`` (float32 greedy:
+what bf16 changes), and the speed-up of ``new`` over each other run. ``--sequential`` (one episode at a time),
+``--uncached`` (one at a time, no shared-prefix or episode cache: a plain ``generate`` loop) and ``--episode-cache``
+(batched without the per-episode cache) add runs with the new dtype and cache, to measure batching and the caches.
+"decoded as padding" is the share of the rows x steps that ``generate`` computed for rows that had already finished
+their turn.
 
 On a shared machine wall times drift with the load: ``--repeats N`` runs every setting N times, interleaved, and
 keeps each one's fastest; the load average is printed at the start and the end. Timings exclude model loading and
